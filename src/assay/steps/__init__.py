@@ -1,0 +1,28 @@
+"""Every pipeline step, one family per module, registered by name."""
+
+from assay.steps import c4, dedup, fineweb, gopher, language  # noqa: F401  (registers steps)
+from assay.steps.base import (
+    DocumentStep,
+    GlobalStep,
+    GlobalState,
+    Step,
+    StepOutput,
+    StepParams,
+    first_failing_rule,
+    register,
+    step_class,
+    step_names,
+)
+
+__all__ = [
+    "DocumentStep",
+    "GlobalState",
+    "GlobalStep",
+    "Step",
+    "StepOutput",
+    "StepParams",
+    "first_failing_rule",
+    "register",
+    "step_class",
+    "step_names",
+]

@@ -1,0 +1,199 @@
+"""The step interface and the registry of step names.
+
+A step maps an Arrow table to an Arrow table, so the same object runs in the local
+executor, in a Ray Data ``map_batches`` call, or by hand in a notebook:
+
+* a *signal* step appends columns ``<step>.<signal>``;
+* a *filter* is a signal step plus :meth:`DocumentStep.decide`, which turns the signals
+  and the recipe's thresholds into a ``reason`` column (null = kept);
+* a *transform* rewrites ``text`` and records what it changed as signals (it may also
+  reject, as C4's rules do after line removal);
+* a *global* step needs the whole data set: its per-row keys are computed like signals,
+  :meth:`GlobalStep.fit` sees the keys of every row, and :meth:`GlobalStep.apply` marks rows.
+
+Steps never drop rows themselves: the executor splits marked rows into the rejected set.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from assay.documents import REASON, TEXT, signal_column
+
+StepKind = Literal["signal", "filter", "transform", "global"]
+
+
+class StepParams(BaseModel):
+    """Base of every step's typed parameters. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(ABC):
+    """A named, parameterised batch-to-batch operation."""
+
+    name: ClassVar[str]
+    kind: ClassVar[StepKind]
+    Params: ClassVar[type[StepParams]] = StepParams
+    # Every signal the step emits and its Arrow type, so empty shards keep the schema.
+    signal_types: ClassVar[Mapping[str, pa.DataType]] = {}
+
+    def __init__(self, params: StepParams | None = None, /, **kwargs: Any) -> None:
+        if params is not None and kwargs:
+            raise TypeError("pass either a Params object or keyword parameters, not both")
+        self.params = params if params is not None else type(self).Params(**kwargs)
+        self._ready = False
+
+    def setup(self) -> None:
+        """Load models or tables. Called once per worker before the first batch."""
+
+    def ensure_setup(self) -> None:
+        if not self._ready:
+            self.setup()
+            self._ready = True
+
+    @abstractmethod
+    def __call__(self, table: pa.Table) -> pa.Table:
+        """Return ``table`` with this step's signal columns (and, for filters, ``reason``)."""
+
+    def signal_columns(self) -> list[str]:
+        return [signal_column(self.name, s) for s in self.signal_types]
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved configuration of this step, as written in a recipe."""
+        return {self.name: self.params.model_dump(mode="json")}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ship only the parameters to workers; models are loaded there by setup().
+        return (_rebuild_step, (type(self), self.params))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _rebuild_step(cls: type[Step], params: StepParams) -> Step:
+    return cls(params)
+
+
+@dataclass
+class StepOutput:
+    """What a document step computed for a list of texts."""
+
+    signals: dict[str, Sequence[Any]]
+    # Rewritten texts (transforms only); None leaves the text untouched.
+    texts: list[str] | None = None
+
+
+class DocumentStep(Step):
+    """A step that looks at one document at a time (signal, filter or transform)."""
+
+    @abstractmethod
+    def compute(self, texts: list[str]) -> StepOutput:
+        """Signals (and, for transforms, new texts) for each text, in order."""
+
+    def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Rejection reason per row (``None`` entries are kept); ``None`` keeps all rows.
+
+        Works on signal arrays only, so thresholds can change without recomputing them.
+        """
+        return None
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.ensure_setup()
+        texts = table.column(TEXT).to_pylist()
+        out = self.compute(texts)
+        for signal, dtype in self.signal_types.items():
+            values = pa.array(out.signals[signal], type=dtype)
+            table = table.append_column(signal_column(self.name, signal), values)
+        if out.texts is not None:
+            table = table.set_column(
+                table.schema.get_field_index(TEXT), TEXT, pa.array(out.texts, pa.string())
+            )
+        arrays = {
+            s: table.column(signal_column(self.name, s)).to_numpy(zero_copy_only=False)
+            for s in self.signal_types
+        }
+        reasons = self.decide(arrays) if table.num_rows else None
+        if reasons is not None:
+            table = table.append_column(REASON, pa.array(list(reasons), pa.string()))
+        return table
+
+
+def first_failing_rule(rules: Sequence[tuple[str, np.ndarray]], n_rows: int) -> np.ndarray:
+    """For each row, the name of the first rule whose mask is True (else None).
+
+    ``rules`` is an ordered list of ``(reason, mask)``; the order is the order in which
+    the published rule set checks them, so the reported reason matches it.
+    """
+    reasons = np.full(n_rows, None, dtype=object)
+    undecided = np.ones(n_rows, dtype=bool)
+    for reason, mask in rules:
+        hit = undecided & np.asarray(mask, dtype=bool)
+        reasons[hit] = reason
+        undecided &= ~hit
+    return reasons
+
+
+@dataclass
+class GlobalState:
+    """What :meth:`GlobalStep.fit` learned, split by the shard each part applies to."""
+
+    per_shard: list[Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class GlobalStep(Step):
+    """A step that needs every row before it can decide (deduplication, selection).
+
+    The engine ends a stage at each global step: ``__call__`` adds the per-row keys in the
+    map phase of that stage, :meth:`fit` reads the keys of the whole data set in input
+    order, and :meth:`apply` marks the rows of each shard in the next stage.
+    """
+
+    kind: ClassVar[StepKind] = "global"
+
+    @abstractmethod
+    def fit(self, keys: pa.Table, shard_sizes: Sequence[int]) -> GlobalState:
+        """Decide from the key columns (plus ``id``) of all rows, in input order.
+
+        ``shard_sizes`` gives the number of rows of each shard, in the same order, so the
+        decision can be split per shard.
+        """
+
+    @abstractmethod
+    def apply(self, table: pa.Table, shard_state: Any) -> pa.Table:
+        """Mark the rows of one shard (``reason`` column, plus step-specific columns)."""
+
+
+_REGISTRY: dict[str, type[Step]] = {}
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make a step available to recipes under ``cls.name``."""
+    if not cls.__doc__:
+        raise TypeError(f"step {cls.__name__} needs a docstring citing its source")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"step name {cls.name!r} is already registered by {existing.__name__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def step_class(name: str) -> type[Step]:
+    """The registered step class for ``name``; KeyError lists the valid names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown step {name!r}; valid steps: {', '.join(step_names())}") from None
+
+
+def step_names() -> list[str]:
+    return sorted(_REGISTRY)
