@@ -1,0 +1,6 @@
+"""assay: turn raw text into LLM pretraining data and measure what it is worth."""
+
+from assay.pipeline import Pipeline, run_recipe
+from assay.recipe import Recipe, RecipeError, load_recipe, parse_recipe
+
+__all__ = ["Pipeline", "Recipe", "RecipeError", "load_recipe", "parse_recipe", "run_recipe"]

@@ -1,0 +1,152 @@
+"""The ``assay`` command."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Annotated, Any, get_args
+
+import orjson
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from assay.engine import AccountingError, RunError
+from assay.io.readers import InputError
+from assay.pipeline import run_recipe
+from assay.recipe import RecipeError, load_recipe
+from assay.report import print_funnel
+from assay.steps import step_class, step_names
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+errors = Console(stderr=True)
+
+
+class _RichProgress:
+    """One progress bar per stage, counting shards and documents."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[int, TaskID] = {}
+        self.docs: dict[int, int] = {}
+
+    def stage_started(self, stage: int, description: str, total: int | None) -> None:
+        self.docs[stage] = 0
+        self.tasks[stage] = self.progress.add_task(description, total=total, docs=0)
+
+    def stage_total(self, stage: int, total: int) -> None:
+        self.progress.update(self.tasks[stage], total=total)
+
+    def shard_done(self, stage: int, docs: int) -> None:
+        self.docs[stage] += docs
+        self.progress.update(self.tasks[stage], advance=1, docs=self.docs[stage])
+
+    def stage_finished(self, stage: int) -> None:
+        task = self.tasks[stage]
+        done = self.progress.tasks[self.tasks[stage]].completed
+        self.progress.update(task, total=done, completed=done)
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: CPU count)")] = None,
+    resume: Annotated[bool, typer.Option(help="finish an interrupted run into the same output")] = False,
+    strict: Annotated[bool, typer.Option(help="stop at the first malformed input record")] = False,
+    overwrite: Annotated[bool, typer.Option(help="delete the output folder first")] = False,
+) -> None:
+    """Run a recipe: read, curate, and write kept, rejected and quarantined documents.
+
+    Re-running into the same output skips the shards that are already finished, so a
+    killed run is finished by running the same command again (or with --resume).
+    """
+    try:
+        spec = load_recipe(recipe)
+        if resume and overwrite:
+            raise typer.BadParameter("--resume and --overwrite contradict each other")
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("shards · {task.fields[docs]:,} docs"),
+            TimeElapsedColumn(), console=console, transient=False,
+        ) as bars:
+            result = run_recipe(spec, workers=workers, strict=strict, overwrite=overwrite,
+                                progress=_RichProgress(bars))
+    except (RecipeError, InputError, RunError) as exc:
+        errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    except AccountingError as exc:
+        errors.print(f"[red]accounting failure:[/red] {exc}", highlight=False)
+        raise typer.Exit(3) from None
+    print_funnel(result.manifest, console)
+
+
+@app.command()
+def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")] = None) -> None:
+    """List the registered steps, or show one step's parameters and defaults."""
+    if name is None:
+        table = Table("step", "kind", "summary")
+        for step in step_names():
+            cls = step_class(step)
+            table.add_row(step, cls.kind, _first_line(cls.__doc__))
+        console.print(table)
+        return
+    try:
+        cls = step_class(name)
+    except KeyError as exc:
+        errors.print(f"[red]error:[/red] {exc.args[0]}")
+        raise typer.Exit(2) from None
+    console.print(f"[bold]{name}[/bold] ({cls.kind})\n")
+    console.print(inspect.cleandoc(cls.__doc__ or ""))
+    table = Table("parameter", "type", "default", "description", title="parameters")
+    for field, info in cls.Params.model_fields.items():
+        table.add_row(field, _type_name(info.annotation), repr(info.default),
+                      info.description or "")
+    console.print(table)
+    if cls.signal_types:
+        console.print("signals: " + ", ".join(f"{name}.{s}" for s in cls.signal_types))
+
+
+@app.command("inspect")
+def inspect_output(
+    output: Annotated[Path, typer.Argument(help="an output folder written by `assay run`")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest's totals as JSON")] = False,
+) -> None:
+    """Print the funnel and top reasons of a finished run, from its manifest."""
+    manifest_path = output / "manifest.json"
+    if not manifest_path.exists():
+        errors.print(f"[red]error:[/red] {manifest_path} not found: is {output} an assay output "
+                     "of a finished run?")
+        raise typer.Exit(2)
+    manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
+    if as_json:
+        sys.stdout.write(orjson.dumps(
+            {"totals": manifest["totals"], "steps": manifest["steps"]}, option=orjson.OPT_INDENT_2
+        ).decode() + "\n")
+        return
+    print_funnel(manifest, console)
+
+
+def _first_line(doc: str | None) -> str:
+    return inspect.cleandoc(doc or "").split("\n", 1)[0]
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not get_args(annotation):
+        return annotation.__name__ if not issubclass(annotation, BaseModel) else "mapping"
+    return str(annotation).replace("typing.", "")
+
+
+if __name__ == "__main__":
+    app()

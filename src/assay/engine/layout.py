@@ -1,0 +1,84 @@
+"""Where every file of a run lives inside its output folder.
+
+    OUTPUT/
+      data/part-FFFFF-CCCCC.parquet         kept documents (final stage)
+      rejected/part-FFFFF-CCCCC-sK.parquet  rejected documents, with rejected_by and reason
+      quarantine/part-FFFFF-CCCCC.parquet   malformed input records, with file, line, error
+      manifest.json                         the run's recipe, versions, inputs and counts
+      _progress/                            one report per finished task (for resume)
+      _work/stage-K/                        intermediate shards between stages
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fsspec
+import orjson
+
+from assay.io.writers import Compression, OutputFormat, shard_suffix
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: str
+    format: OutputFormat = "parquet"
+    compression: Compression = "zstd"
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.core.url_to_fs(self.root)[0]
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    @property
+    def suffix(self) -> str:
+        return shard_suffix(self.format, self.compression)
+
+    def data(self, shard: str) -> str:
+        return self._join("data", f"part-{shard}{self.suffix}")
+
+    def rejected(self, shard: str, stage: int) -> str:
+        return self._join("rejected", f"part-{shard}-s{stage}{self.suffix}")
+
+    def quarantine(self, shard: str) -> str:
+        return self._join("quarantine", f"part-{shard}{self.suffix}")
+
+    def work(self, stage: int, shard: str) -> str:
+        return self._join("_work", f"stage-{stage}", f"part-{shard}.parquet")
+
+    def work_root(self) -> str:
+        return self._join("_work")
+
+    def progress(self, stage: int, shard: str) -> str:
+        return self._join("_progress", f"stage-{stage}", f"{shard}.json")
+
+    def progress_file(self, name: str) -> str:
+        return self._join("_progress", name)
+
+    @property
+    def manifest(self) -> str:
+        return self._join("manifest.json")
+
+    def folder(self, name: str) -> str:
+        return self._join(name)
+
+
+def write_json(url: str, data: object) -> None:
+    """Write JSON atomically (temporary name, then rename)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parent, name = path.rsplit("/", 1)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{name}.tmp"
+    with fs.open(tmp, "wb") as out:
+        out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    fs.mv(tmp, path)
+
+
+def read_json(url: str) -> object | None:
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as f:
+        return orjson.loads(f.read())

