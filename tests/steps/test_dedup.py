@@ -142,6 +142,8 @@ def test_all_unique_and_all_empty_shards() -> None:
     out, summary = run(ExactDedup(), [shard([], []), shard([], [])])
     assert [t.num_rows for t in out] == [0, 0]
     assert summary["documents"] == 0
+    no_shards = ExactDedup().fit(pa.table({ID: [], KEY: []}), [])
+    assert no_shards.per_shard == [] and no_shards.summary["documents"] == 0
 
 
 def test_empty_texts_duplicate_the_first_empty_text() -> None:

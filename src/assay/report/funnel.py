@@ -23,37 +23,39 @@ def _top(counts: dict[str, int], k: int = 3) -> str:
 
 
 def funnel_table(manifest: dict[str, Any]) -> Table:
-    """A rich table of the run's funnel."""
+    """A rich table of the run's funnel: one row for the reader, one per step, totals."""
     read, totals = manifest["read"], manifest["totals"]
     table = Table(title=f"assay funnel: {manifest['name']}", title_justify="left")
-    for column, justify in (("step", "left"), ("docs in", "right"), ("kept", "right"),
-                            ("rejected", "right"), ("bytes in → kept", "right"),
-                            ("top reasons", "left"), ("time", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("step", no_wrap=True)
+    for column in ("docs in", "kept", "rejected", "bytes in → kept", "time"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("top reasons", ratio=1)
     table.add_row(
-        "read", f"{read['records']:,}", f"{read['docs']:,}", f"{read['quarantined']:,} quarantined",
-        _size(read["bytes"]), _top(read.get("errors", {})), "",
+        "read", f"{read['records']:,}", f"{read['docs']:,}",
+        f"{read['quarantined']:,} quarantined", _size(read["bytes"]), "",
+        _top(read.get("errors", {})),
     )
     for s in manifest["steps"]:
         share = s["docs_rejected"] / s["docs_in"] if s["docs_in"] else 0.0
         table.add_row(
-            f"{s['name']} ({s['kind']})", f"{s['docs_in']:,}", f"{s['docs_kept']:,}",
-            f"{s['docs_rejected']:,} ({share:.1%})",
-            f"{_size(s['bytes_in'])} → {_size(s['bytes_kept'])}", _top(s["reasons"]),
-            f"{s['seconds']:.1f}s",
+            s["name"], f"{s['docs_in']:,}", f"{s['docs_kept']:,}",
+            f"{s['docs_rejected']:,} ({share:.0%})",
+            f"{_size(s['bytes_in'])} → {_size(s['bytes_kept'])}", f"{s['seconds']:.1f}s",
+            _top(s["reasons"]),
         )
     table.add_section()
     table.add_row(
-        "total", f"{totals['in']:,}", f"{totals['kept']:,}",
-        f"{totals['rejected']:,} + {totals['quarantined']:,} quarantined",
-        f"{_size(totals['bytes_in'])} → {_size(totals['bytes_kept'])}", "",
-        f"{manifest['wall_seconds']:.1f}s wall",
+        "total", f"{totals['in']:,}", f"{totals['kept']:,}", f"{totals['rejected']:,}",
+        f"{_size(totals['bytes_in'])} → {_size(totals['bytes_kept'])}",
+        f"{manifest['wall_seconds']:.1f}s", "wall time",
     )
     return table
 
 
 def print_funnel(manifest: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # logs and pipes: do not wrap the table
     console.print(funnel_table(manifest))
     totals, out = manifest["totals"], manifest["output"]
     balanced = manifest["accounting"]["balanced"]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import xxhash
+from pydantic import Field
 
 from assay.documents import DUPLICATE_OF, ID, REASON, TEXT, signal_column
 from assay.steps.base import GlobalState, GlobalStep, StepParams, register
@@ -51,8 +52,10 @@ class ShardDuplicates:
 
 
 class ExactDedupParams(StepParams):
-    # Hash the normalised text (NFKC, case-folded, whitespace collapsed); False hashes it raw.
-    normalize: bool = True
+    normalize: bool = Field(
+        default=True,
+        description="hash NFKC, case-folded, whitespace-collapsed text; false hashes it raw",
+    )
 
 
 @register

@@ -45,10 +45,13 @@ def lid176_model_path() -> str:
 
 
 class LanguageParams(StepParams):
-    # Languages to keep (lid.176 codes); None labels every document and rejects none.
-    keep: list[str] | None = Field(default_factory=lambda: ["en"])
-    # Minimum top-1 probability for a kept document (FineWeb: 0.65).
-    min_score: float = 0.65
+    keep: list[str] | None = Field(
+        default=["en"],
+        description="languages to keep (lid.176 codes); null labels all and rejects none",
+    )
+    min_score: float = Field(
+        default=0.65, description="minimum top-1 probability to keep (FineWeb: 0.65)"
+    )
 
     @field_validator("keep")
     @classmethod
@@ -69,7 +72,7 @@ class LanguageFilter(DocumentStep):
     """Language of each document, by fastText's lid.176 classifier.
 
     Signals: ``language`` (the top-1 lid.176 code, e.g. ``"en"``) and ``language_score``
-    (its probability). The classifier is the fastText bag of character n-grams of Joulin
+    (its probability). The classifier is the fastText bag of words and subword n-grams of Joulin
     et al. 2016, "Bag of Tricks for Efficient Text Classification", in its 176-language
     identification model (lid.176). The text is pre-processed as datatrove's
     ``LanguageFilter`` does for FineWeb: newlines become spaces (fastText reads one line)

@@ -224,6 +224,7 @@ def _english_exceptions() -> dict[str, tuple[str, ...]]:
         for orth in both(word):
             if word not in plural:
                 en[orth + "'s"] = (orth, "'s")
+                en[orth + "s"] = (orth, "s")
             for apo in ("'", ""):
                 en[f"{orth}{apo}ll"] = (orth, f"{apo}ll")
                 en[f"{orth}{apo}ll{apo}ve"] = (orth, f"{apo}ll", f"{apo}ve")
@@ -298,8 +299,15 @@ def _find_prefix(string: str) -> int:
 
 
 def _find_suffix(string: str) -> int:
-    match = _suffix_search(string)
+    # Every suffix rule but the run of dots is at most a few characters long, so only the
+    # tail needs searching (lookbehinds still see the characters before ``pos``).
+    tail = 8 + len(string) - len(string.rstrip("."))
+    match = _suffix_search(string, max(0, len(string) - tail))
     return match.end() - match.start() if match is not None else 0
+
+
+# A character that can take part in an infix or a URL; strings without one skip both.
+_infix_or_url_possible = regex.compile(r"[.…,\-–—~:<>=/+*^\p{So}]").search
 
 
 def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
@@ -343,6 +351,8 @@ def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
     if string:
         if string in exceptions:
             tokens.extend(exceptions[string])
+        elif not _infix_or_url_possible(string):
+            tokens.append(string)
         elif _url_match(string):
             tokens.append(string)
         else:
@@ -447,35 +457,36 @@ class WordSplitter:
         self._sentence_steps: dict[str, tuple[int, bool, int, bool]] = {}
         self._vocab: dict[str, int] = {}
         self._words: list[str] = []
-        self._attrs: dict[str, list[int]] = {k: [] for k in _ATTRS}
-        self._arrays: dict[str, np.ndarray] = {}
+        self._table = np.zeros((len(_ATTRS), 1 << 16), dtype=np.int64)
 
     # -- vocabulary ------------------------------------------------------------------
     def _word_id(self, word: str) -> int:
         wid = self._vocab.get(word)
         if wid is None:
-            wid = len(self._words)
+            wid = len(self._vocab)
             self._vocab[word] = wid
             self._words.append(word)
-            for key, value in _word_attributes(word).items():
-                self._attrs[key].append(value)
+            if wid == self._table.shape[1]:
+                self._table = np.concatenate([self._table, np.zeros_like(self._table)], axis=1)
+            self._table[:, wid] = _word_attributes(word)
         return wid
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
-        ids = tuple(self._word_id(w) for w in split_chunk(chunk))
+        if chunk.isalpha() and chunk not in _EXCEPTIONS:  # no affix rule applies to letters
+            ids: tuple[int, ...] = (self._word_id(chunk),)
+        else:
+            ids = tuple(self._word_id(w) for w in split_chunk(chunk))
         self._chunks[chunk] = ids
         return ids
 
     def attributes(self) -> dict[str, np.ndarray]:
-        """Per-id attribute arrays covering every id handed out so far."""
-        n = len(self._words)
-        if not self._arrays or len(self._arrays["length"]) != n:
-            self._arrays = {k: np.asarray(v, dtype=np.int64) for k, v in self._attrs.items()}
-        return self._arrays
+        """Per-id attribute arrays (views) covering every id handed out so far."""
+        n = len(self._vocab)
+        return {name: self._table[i, :n] for i, name in enumerate(_ATTRS)}
 
     def maybe_trim(self) -> None:
         """Forget the memo if it has grown too big; call between documents only."""
-        if len(self._chunks) > self.max_chunks or len(self._words) > 4 * self.max_chunks:
+        if len(self._chunks) > self.max_chunks or len(self._vocab) > self.max_chunks:
             self._reset()
 
     # -- documents -------------------------------------------------------------------
@@ -490,50 +501,38 @@ class WordSplitter:
 
     def words(self, text: str) -> list[str]:
         """The words of ``text`` (what datatrove's ``split_into_words`` returns for English)."""
-        vocab = self._words
-        return [vocab[i] for i in self.word_ids(text).tolist()]
+        words = self._words
+        return [words[i] for i in self.word_ids(text).tolist()]
 
     def count_sentences(self, text: str) -> int:
-        """Sentences spaCy's rule-based sentencizer finds in ``text`` (0 if no tokens).
+        """Sentences spaCy's rule-based sentencizer finds in ``text`` (0 for "").
 
-        The sentencizer starts a sentence at the first token that is neither punctuation
-        nor sentence-final punctuation after a sentence-final character. Whitespace other
-        than a single space between chunks is a token too (it ends a sentence after "?").
+        A sentence starts at each token that is neither punctuation nor sentence-final
+        punctuation and follows a sentence-final character. Whitespace other than one
+        space between chunks is a token of its own, so it can start a sentence too.
         """
+        if not text:
+            return 0
         steps = self._sentence_steps
-        n_sentences = 0
+        starts = 0
         seen_final = False
-        first = True
-        for match in _CHUNK_AND_SPACE.finditer(text):
-            lead, chunk, gap = match.groups()
-            if lead:  # leading whitespace is a token of its own
-                if first:
-                    n_sentences = 1
-                    first = False
-                elif seen_final:
-                    n_sentences += 1
-                    seen_final = False
+        for lead, chunk, gap in _CHUNK_AND_SPACE.findall(text):
+            if lead and seen_final:  # leading whitespace token (never after a final)
+                starts += 1
+                seen_final = False
             step = steps.get(chunk)
             if step is None:
-                step = _sentence_step(split_chunk(chunk))
-                steps[chunk] = step
-            if first:
-                n_sentences = 1
-                first = False
-                # the first token never starts a new sentence: run the chunk from state False
+                step = steps[chunk] = _sentence_step(split_chunk(chunk))
             if seen_final:
-                n_sentences += step[2]
+                starts += step[2]
                 seen_final = step[3]
             else:
-                n_sentences += step[0]
+                starts += step[0]
                 seen_final = step[1]
-            if gap and (gap[0] != " " or len(gap) > 1):
-                if seen_final:
-                    n_sentences += 1
-                    seen_final = False
-        if first and text:  # only whitespace: one whitespace token, one sentence
-            return 1
-        return n_sentences
+            if seen_final and gap and (gap[0] != " " or len(gap) > 1):
+                starts += 1
+                seen_final = False
+        return 1 + starts
 
 
 _CHUNK_AND_SPACE = regex.compile(r"(\s*)(\S+)(\s*)")
@@ -542,8 +541,8 @@ _ATTRS = ("length", "symbol", "alpha", "stop", "h1", "h2", "hs1", "hs2")
 _STOP_BITS = {w: 1 << i for i, w in enumerate(GOPHER_STOP_WORDS)}
 
 
-def _word_attributes(word: str) -> dict[str, int]:
-    """The per-word quantities the rule sets need, computed once per distinct word."""
+def _word_attributes(word: str) -> list[int]:
+    """The per-word quantities the rule sets need (in ``_ATTRS`` order), once per word."""
     attrs = {
         "length": len(word),
         "symbol": int(all(ch in PUNCTUATION_SET for ch in word)),
@@ -558,7 +557,7 @@ def _word_attributes(word: str) -> dict[str, int]:
             power = power * b % p
         attrs[f"h{k}"] = h
         attrs[f"hs{k}"] = (h + 33 * power) % p
-    return attrs
+    return [attrs[name] for name in _ATTRS]
 
 
 def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
