@@ -82,7 +82,7 @@ def run(
             TimeElapsedColumn(), console=console, transient=False,
         ) as bars:
             result = run_recipe(spec, workers=workers, strict=strict, overwrite=overwrite,
-                                progress=_RichProgress(bars))
+                                resume=resume, progress=_RichProgress(bars))
     except (RecipeError, InputError, RunError) as exc:
         errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None

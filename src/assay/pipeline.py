@@ -57,9 +57,14 @@ def run_recipe(
     workers: int | None = None,
     strict: bool = False,
     overwrite: bool = False,
+    resume: bool = False,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Run a validated recipe; ``workers`` overrides the recipe's executor setting."""
+    """Run a validated recipe; ``workers`` overrides the recipe's executor setting.
+
+    A run into an output that holds an unfinished run of the same recipe finishes it;
+    ``resume=True`` additionally requires such a run to exist.
+    """
     spec = recipe.input
     settings = RunSettings(
         name=recipe.name,
@@ -76,6 +81,7 @@ def run_recipe(
         strict=strict,
         keep_work=recipe.executor.keep_work,
         overwrite=overwrite,
+        resume=resume,
         resolved_recipe=recipe.resolved(),
     )
     return run_pipeline(recipe.steps, settings, progress)

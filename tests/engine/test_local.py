@@ -219,3 +219,13 @@ def test_resume_after_a_worker_is_killed_is_byte_identical(corpus: Path, tmp_pat
     assert manifest["executor"]["shards_resumed"] >= finished_before
     assert manifest["totals"] == json.loads((clean / "manifest.json").read_text())["totals"]
     assert pq.read_table(sorted((killed / "data").iterdir())[0]).num_rows >= 0
+
+
+def test_resume_without_an_earlier_run_is_refused(corpus: Path, tmp_path: Path) -> None:
+    recipe = parse_recipe(
+        f"name: r\ninput: {{path: {corpus}}}\noutput: {tmp_path / 'out'}\nsteps: [min_chars_for_test]\n"
+    )
+    with pytest.raises(RunError, match="nothing to resume"):
+        run_recipe(recipe, workers=1, resume=True)
+    run_recipe(recipe, workers=1)
+    assert run_recipe(recipe, workers=1, resume=True).manifest["executor"]["shards_resumed"] == 1

@@ -77,6 +77,7 @@ class RunSettings:
     strict: bool = False
     keep_work: bool = False
     overwrite: bool = False
+    resume: bool = False  # require an earlier run of the same recipe to finish
     resolved_recipe: dict[str, Any] = field(default_factory=dict)
 
 
@@ -314,6 +315,8 @@ def run_pipeline(
     inputs = _hash_inputs(settings.inputs)
     fingerprint = _fingerprint(settings, inputs)
     previous = read_json(layout.progress_file("fingerprint.json"))
+    if settings.resume and previous is None:
+        raise RunError(f"nothing to resume: {layout.root} holds no earlier run")
     if previous is not None and previous != {"fingerprint": fingerprint}:
         raise RunError(
             f"{layout.root} holds a run of a different recipe or input; "
@@ -391,7 +394,9 @@ def run_pipeline(
 def _describe(stage: Stage) -> str:
     names = ([stage.apply.name] if stage.apply else []) + [s.name for s in stage.steps]
     if stage.keys_for is not None:
-        names.append(f"{stage.keys_for.name} (keys)")
+        names.append(f"{stage.keys_for.name} keys")
+    if len(names) > 3:
+        names = [names[0], f"…{len(names) - 2} more…", names[-1]]
     return f"stage {stage.index}: " + (" → ".join(names) or "write")
 
 

@@ -10,19 +10,19 @@ The splitter follows spaCy's algorithm (spaCy 3.8, ``tokenizer.pyx``): split on 
 then for each chunk peel prefixes and suffixes, apply the tokenizer exceptions ("don't" ->
 "do", "n't"), keep URLs whole and split infixes; finally re-merge the exceptions that the
 affix rules broke apart. The affix, infix and exception tables are spaCy's English ones
-(MIT licence, (c) ExplosionAI GmbH); the long Unicode character classes are rebuilt from
-Unicode categories rather than copied (see ``_latin``), and spaCy's symbol class is
-approximated by ``\\p{So}``. Tokenization results are memoised per whitespace-separated
-chunk, which is what makes it fast: natural text repeats its chunks.
+(MIT licence, (c) ExplosionAI GmbH); its long Unicode character classes (Latin letters,
+"other symbols") are rebuilt from Unicode categories rather than copied. Results are
+memoised per whitespace-separated chunk, which is what makes it fast: natural text repeats
+its chunks.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import regex
 
 # --------------------------------------------------------------------------------------
 # Published constant tables
@@ -30,8 +30,9 @@ import regex
 
 # datatrove.utils.text.PUNCTUATION: ASCII and CJK punctuation plus the C0/C1 control
 # characters except tab, newline and carriage return... (0-8, 11-12, 13-31 and 127-159).
-PUNCTUATION: str = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + (
-    "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
+PUNCTUATION: str = (
+    "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
+    + "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
 )
 
 # Sentence-final punctuation of spaCy's sentencizer (``Sentencizer.default_punct_chars``).
@@ -115,57 +116,63 @@ ALPHA = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
 ALPHA_LOWER = _latin("Ll") + _OTHER_LOWER + _UNCASED
 ALPHA_UPPER = _latin("Lu") + _OTHER_UPPER + _UNCASED
 # spaCy lists the "So" (other symbol) code points of an older Unicode release.
-_ICONS = r"\p{So}"
+_ICON_CHARS = frozenset(chr(c) for c in range(0x20000) if unicodedata.category(chr(c)) == "So")
+_ICONS = _ranges(map(ord, _ICON_CHARS))
 
-_PUNCT = r"… …… , : ; \! \? ¿ ؟ ¡ \( \) \[ \] \{ \} < > _ # \* & 。 ？ ！ ， 、 ； ： ～ · । ، ۔ ؛ ٪"
-_QUOTES = r"""\' " ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 〈 〉 ⟦ ⟧"""
+# spaCy's affix tables (``lang/char_classes.py``, ``lang/punctuation.py``), unescaped.
+_PUNCT = "… …… , : ; ! ? ¿ ؟ ¡ ( ) [ ] { } < > _ # * & 。 ？ ！ ， 、 ； ： ～ · । ، ۔ ؛ ٪".split()
+_QUOTES = "' \" ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 〈 〉 ⟦ ⟧".split()
 _CURRENCY = (
-    r"\$ £ € ¥ ฿ US\$ C\$ A\$ ₽ ﷼ ₴ ₠ ₡ ₢ ₣ ₤ ₥ ₦ ₧ ₨ ₩ ₪ ₫ € ₭ ₮ ₯ ₰ "
-    r"₱ ₲ ₳ ₴ ₵ ₶ ₷ ₸ ₹ ₺ ₻ ₼ ₽ ₾ ₿"
-)
+    "$ £ € ¥ ฿ US$ C$ A$ ₽ ﷼ ₴ ₠ ₡ ₢ ₣ ₤ ₥ ₦ ₧ ₨ ₩ ₪ ₫ € ₭ ₮ ₯ ₰ ₱ ₲ ₳ ₴ ₵ ₶ ₷ ₸ ₹ ₺ ₻ ₼ ₽ ₾ ₿"
+).split()
 _UNITS = (
     "km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft "
     "kg g mg µg t lb oz m/s km/h kmh mph hPa Pa mbar mb MB kb KB gb GB tb "
     "TB T G M K % км км² км³ м м² м³ дм дм² дм³ см см² см³ мм мм² мм³ нм "
-    "кг г мг м/с км/ч кПа Па мбар Кб КБ кб Мб МБ мб Гб ГБ гб Тб ТБ тб"
+    "кг г мг м/с км/ч кПа Па мбар Кб КБ кб Мб МБ мб Гб ГБ гб Тб ТБ тб"  # sic: no space
     "كم كم² كم³ م م² م³ سم سم² سم³ مم مم² مم³ كم غرام جرام جم كغ ملغ كوب اكواب"
-)
+).split()
+
+# Prefixes: one of these characters, a run of 2+ dots, "US$", "C$", "A$", or "+" not
+# before a digit. Suffixes: one of these characters, a run of 2+ dots, "……", "'s" (and
+# variants), a unit, a currency or "+" after a digit, or "." after a lower-case letter, a
+# digit or one of a few symbols, after two upper-case letters, or in "°C." and the like.
+_PREFIX_CHARS = frozenset(
+    ["§", "%", "=", "—", "–", *_PUNCT, "…", *_QUOTES, *_CURRENCY]
+).union(_ICON_CHARS) - {"……", "US$", "C$", "A$"}
+_SUFFIX_CHARS = frozenset([*_PUNCT, "…", *_QUOTES, "—", "–"]).union(_ICON_CHARS) - {"……"}
+_SUFFIX_PAIRS = frozenset(["'s", "'S", "’s", "’S", "……"])
+_AFTER_DIGIT = frozenset([*_UNITS, *_CURRENCY, "+"])
+_AFTER_DIGIT_MAX = max(map(len, _AFTER_DIGIT))
+_DIGITS = frozenset("0123456789")
+_dot_follows = re.compile(
+    "[0-9" + ALPHA_LOWER + re.escape("%²-+|()?:" + "".join(_PUNCT) + "".join(_QUOTES)) + "]"
+).match
+_two_upper = re.compile(f"[{ALPHA_UPPER}][{ALPHA_UPPER}]").match
+
 _HYPHENS = "- – — -- --- —— ~"
-_CONCAT_QUOTES = _QUOTES.replace(" ", "")
-_ELLIPSES = [r"\.\.+", "…"]
-
-_PREFIXES = [
-    "§", "%", "=", "—", "–", r"\+(?![0-9])",
-    *_PUNCT.split(), *_ELLIPSES, *_QUOTES.split(), *_CURRENCY.split(), f"[{_ICONS}]",
-]  # fmt: skip
-_SUFFIXES = [
-    *_PUNCT.split(), *_ELLIPSES, *_QUOTES.split(), f"[{_ICONS}]",
-    "'s", "'S", "’s", "’S", "—", "–",
-    r"(?<=[0-9])\+",
-    r"(?<=°[FfCcKk])\.",
-    r"(?<=[0-9])(?:{})".format(_CURRENCY.replace(" ", "|")),
-    r"(?<=[0-9])(?:{})".format(_UNITS.replace(" ", "|")),
-    r"(?<=[0-9{al}{e}{p}(?:{q})])\.".format(
-        al=ALPHA_LOWER, e=r"%²\-\+", q=_CONCAT_QUOTES, p=_PUNCT.replace(" ", "|")
-    ),
-    r"(?<=[{au}][{au}])\.".format(au=ALPHA_UPPER),
-]  # fmt: skip
-_INFIXES = [
-    *_ELLIPSES,
-    f"[{_ICONS}]",
-    r"(?<=[0-9])[+\-\*^](?=[0-9-])",
-    r"(?<=[{al}{q}])\.(?=[{au}{q}])".format(al=ALPHA_LOWER, au=ALPHA_UPPER, q=_CONCAT_QUOTES),
-    r"(?<=[{a}]),(?=[{a}])".format(a=ALPHA),
-    r"(?<=[{a}0-9])(?:{h})(?=[{a}])".format(a=ALPHA, h=_HYPHENS.replace(" ", "|")),
-    r"(?<=[{a}0-9])[:<>=/](?=[{a}])".format(a=ALPHA),
-]
-
-_prefix_search = regex.compile("|".join("^" + p for p in _PREFIXES)).search
-_suffix_search = regex.compile("|".join(p + "$" for p in _SUFFIXES)).search
-_infix_finditer = regex.compile("|".join(_INFIXES)).finditer
+_CONCAT_QUOTES = re.escape("".join(_QUOTES))
+_infix_finditer = re.compile(
+    "|".join(
+        [
+            r"\.\.+",
+            "…",
+            f"[{_ICONS}]",
+            r"(?<=[0-9])[+\-\*^](?=[0-9-])",
+            rf"(?<=[{ALPHA_LOWER}{_CONCAT_QUOTES}])\.(?=[{ALPHA_UPPER}{_CONCAT_QUOTES}])",
+            rf"(?<=[{ALPHA}]),(?=[{ALPHA}])",
+            rf"(?<=[{ALPHA}0-9])(?:{_HYPHENS.replace(' ', '|')})(?=[{ALPHA}])",
+            rf"(?<=[{ALPHA}0-9])[:<>=/](?=[{ALPHA}])",
+        ]
+    )
+).finditer
+# A character an infix needs; strings without one cannot have an infix.
+_infix_possible = re.compile(f"[.…,\\-–—~:<>=/+*^{_ICONS}]").search
+# What a URL needs: a dot before two lower-case letters (a TLD) or between digits (an IP).
+_url_possible = re.compile(rf"\.[{ALPHA_LOWER}]{{2}}|[0-9]\.[0-9]").search
 
 # spaCy's URL_MATCH (itself after https://gist.github.com/dperini/729294, MIT licence).
-_url_match = regex.compile(
+_url_match = re.compile(
     r"(?u)^(?:(?:[\w\+\-\.]{2,})://)?(?:\S+(?::\S*)?@)?(?:"
     r"(?!(?:10|127)(?:\.\d{1,3}){3})(?!(?:169\.254|192\.168)(?:\.\d{1,3}){2})"
     r"(?!172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})"
@@ -294,20 +301,49 @@ _EXCEPTIONS = _english_exceptions()
 
 
 def _find_prefix(string: str) -> int:
-    match = _prefix_search(string)
-    return match.end() - match.start() if match is not None else 0
+    """Length of the prefix spaCy's English rules split off ``string`` (0 if none)."""
+    first = string[0]
+    if first in _PREFIX_CHARS:
+        return 1
+    if first == ".":
+        dots = len(string) - len(string.lstrip("."))
+        return dots if dots > 1 else 0
+    if first == "+":
+        return 0 if string[1:2] in _DIGITS else 1
+    if string.startswith("US$"):
+        return 3
+    if string.startswith(("C$", "A$")):
+        return 2
+    return 0
 
 
 def _find_suffix(string: str) -> int:
-    # Every suffix rule but the run of dots is at most a few characters long, so only the
-    # tail needs searching (lookbehinds still see the characters before ``pos``).
-    tail = 8 + len(string) - len(string.rstrip("."))
-    match = _suffix_search(string, max(0, len(string) - tail))
-    return match.end() - match.start() if match is not None else 0
+    """Length of the suffix spaCy's English rules split off ``string`` (0 if none).
 
-
-# A character that can take part in an infix or a URL; strings without one skip both.
-_infix_or_url_possible = regex.compile(r"[.…,\-–—~:<>=/+*^\p{So}]").search
+    spaCy takes the leftmost match of its suffix patterns, all anchored at the end, so
+    the longest one.
+    """
+    n = len(string)
+    if not n:
+        return 0
+    last = string[-1]
+    if last == ".":
+        dots = n - len(string.rstrip("."))
+        if dots > 1:
+            return dots
+        if n > 1 and (
+            _dot_follows(string, n - 2)
+            or (n > 2 and (_two_upper(string, n - 3) or (string[-3] == "°" and string[-2] in "FfCcKk")))
+        ):
+            return 1
+        return 0
+    best = 1 if last in _SUFFIX_CHARS else 0
+    if n > 1 and string[-2:] in _SUFFIX_PAIRS:
+        best = 2
+    for size in range(min(n - 1, _AFTER_DIGIT_MAX), best, -1):
+        if string[-size:] in _AFTER_DIGIT and string[-size - 1] in _DIGITS:
+            return size
+    return best
 
 
 def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
@@ -351,9 +387,7 @@ def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
     if string:
         if string in exceptions:
             tokens.extend(exceptions[string])
-        elif not _infix_or_url_possible(string):
-            tokens.append(string)
-        elif _url_match(string):
+        elif not _infix_possible(string) or (_url_possible(string) and _url_match(string)):
             tokens.append(string)
         else:
             start = 0
@@ -387,6 +421,7 @@ def _merge_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 
 
 _MERGE = _merge_patterns()
+_MERGE_PAIRS = frozenset(pieces[:2] for patterns in _MERGE.values() for pieces, _ in patterns)
 
 
 def _merge_exceptions(tokens: list[str]) -> list[str]:
@@ -416,10 +451,37 @@ def _merge_exceptions(tokens: list[str]) -> list[str]:
     return out
 
 
+def _split_simple(chunk: str) -> list[str] | None:
+    """Shortcut of ``_split_chunk`` for letters with one affix character on either side or
+    both (about a third of the distinct chunks of web text); None for any other chunk."""
+    if len(chunk) < 2 or _find_prefix(chunk) > 1:
+        return None
+    if chunk[1:].isalpha():  # "(word"
+        if chunk[0] not in _PREFIX_CHARS:
+            return None
+        core = chunk[1:]
+        return [chunk[0], *_EXCEPTIONS.get(core, (core,))]
+    if _find_suffix(chunk) != 1:
+        return None
+    if chunk[:-1].isalpha():  # "word,"
+        core = chunk[:-1]
+        return [*_EXCEPTIONS.get(core, (core,)), chunk[-1]]
+    if len(chunk) > 2 and chunk[0] in _PREFIX_CHARS and chunk[1:-1].isalpha():  # "(word)"
+        if chunk[1:] in _EXCEPTIONS or chunk[:-1] in _EXCEPTIONS:
+            return None
+        core = chunk[1:-1]
+        return [chunk[0], *_EXCEPTIONS.get(core, (core,)), chunk[-1]]
+    return None
+
+
 def split_chunk(chunk: str) -> list[str]:
     """The spaCy English tokens of one whitespace-free chunk of text."""
-    tokens = _split_chunk(chunk)
-    if len(tokens) > 1:
+    if chunk in _EXCEPTIONS:
+        return list(_EXCEPTIONS[chunk])
+    tokens = _split_simple(chunk)
+    if tokens is None:
+        tokens = _split_chunk(chunk)
+    if len(tokens) > 1 and not _MERGE_PAIRS.isdisjoint(zip(tokens, tokens[1:])):
         tokens = _merge_exceptions(tokens)
     return tokens
 
@@ -433,71 +495,104 @@ def _is_punct(token: str) -> bool:
 # The memoising word splitter
 # --------------------------------------------------------------------------------------
 
-# Two Mersenne-like primes below 2**31 and bases for polynomial string hashing: products of
-# two residues fit in 62 bits, so the arithmetic stays exact in int64.
-_P = (2147483647, 2147483629)
-_B = (1000003, 916132837)
+# Two primes below 2**31 for polynomial string hashing (products of two residues fit in
+# 62 bits, so numpy int64 arithmetic stays exact). The base of each is 2**32 mod p, so the
+# hash of a word is its UTF-32 code read as one integer, mod p (see ``_word_attributes``).
+_P = (1610612741, 1879048201)
+_B = tuple(pow(2, 32, p) for p in _P)
 
 
 class WordSplitter:
     """Words of a text as datatrove's English word tokenizer (spaCy ``blank("en")``) gives them.
 
     Every word gets an integer id in a per-process vocabulary, with per-id attributes kept
-    in numpy arrays (length, symbol-only, contains a letter, Gopher stop word, hashes), so the
+    in numpy arrays (length, symbol-only, contains a letter, hashes), so the
     quality signals are vectorised sums over ids. Chunks and words are memoised; the memo
     is dropped when it grows past ``max_chunks`` (between documents only).
     """
 
-    def __init__(self, max_chunks: int = 1_000_000) -> None:
+    def __init__(self, max_chunks: int = 1_000_000, max_cached_words: int = 4_000_000) -> None:
         self.max_chunks = max_chunks
-        self._reset()
+        self.max_cached_words = max_cached_words
+        self.clear()
 
-    def _reset(self) -> None:
+    def clear(self) -> None:
+        """Forget every memoised chunk and word."""
         self._chunks: dict[str, tuple[int, ...]] = {}
+        # The words of recent texts, so that steps run one after the other on a batch
+        # split each text once; oldest first, bounded by the number of words held.
+        self._texts: dict[str, np.ndarray] = {}
+        self._cached_words = 0
         self._sentence_steps: dict[str, tuple[int, bool, int, bool]] = {}
         self._vocab: dict[str, int] = {}
         self._words: list[str] = []
+        self._pending: list[list[int]] = []  # attributes of new words, not yet in the table
         self._table = np.zeros((len(_ATTRS), 1 << 16), dtype=np.int64)
+        self._rows = 0
 
     # -- vocabulary ------------------------------------------------------------------
-    def _word_id(self, word: str) -> int:
-        wid = self._vocab.get(word)
-        if wid is None:
-            wid = len(self._vocab)
-            self._vocab[word] = wid
-            self._words.append(word)
-            if wid == self._table.shape[1]:
-                self._table = np.concatenate([self._table, np.zeros_like(self._table)], axis=1)
-            self._table[:, wid] = _word_attributes(word)
+    def _new_word(self, word: str) -> int:
+        wid = len(self._words)
+        self._vocab[word] = wid
+        self._words.append(word)
+        self._pending.append(_word_attributes(word))
         return wid
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        vocab = self._vocab
         if chunk.isalpha() and chunk not in _EXCEPTIONS:  # no affix rule applies to letters
-            ids: tuple[int, ...] = (self._word_id(chunk),)
+            wid = vocab.get(chunk)
+            ids: tuple[int, ...] = (self._new_word(chunk) if wid is None else wid,)
         else:
-            ids = tuple(self._word_id(w) for w in split_chunk(chunk))
+            ids = tuple(
+                vocab[w] if w in vocab else self._new_word(w) for w in split_chunk(chunk)
+            )
         self._chunks[chunk] = ids
         return ids
 
     def attributes(self) -> dict[str, np.ndarray]:
         """Per-id attribute arrays (views) covering every id handed out so far."""
-        n = len(self._vocab)
-        return {name: self._table[i, :n] for i, name in enumerate(_ATTRS)}
+        if self._pending:
+            rows = np.array(self._pending, dtype=np.int64).T
+            end = self._rows + rows.shape[1]
+            if end > self._table.shape[1]:
+                grown = np.zeros((len(_ATTRS), max(end, 2 * self._table.shape[1])), np.int64)
+                grown[:, : self._rows] = self._table[:, : self._rows]
+                self._table = grown
+            self._table[:, self._rows : end] = rows
+            self._rows = end
+            self._pending = []
+        return {name: self._table[i, : self._rows] for i, name in enumerate(_ATTRS)}
+
+    def known_id(self, word: str) -> int | None:
+        """The id of ``word`` if a text seen so far contained it, else None."""
+        return self._vocab.get(word)
 
     def maybe_trim(self) -> None:
         """Forget the memo if it has grown too big; call between documents only."""
         if len(self._chunks) > self.max_chunks or len(self._vocab) > self.max_chunks:
-            self._reset()
+            self.clear()
 
     # -- documents -------------------------------------------------------------------
     def word_ids(self, text: str) -> np.ndarray:
-        """The id of every word of ``text``, in order."""
+        """The id of every word of ``text``, in order (read-only)."""
+        known = self._texts.get(text)
+        if known is not None:
+            return known
         get = self._chunks.get
         ids: list[int] = []
         for chunk in text.split():
             cached = get(chunk)
             ids += cached if cached is not None else self._chunk_ids(chunk)
-        return np.array(ids, dtype=np.int64)
+        out = np.array(ids, dtype=np.int64)
+        out.flags.writeable = False
+        if len(out) <= self.max_cached_words:
+            texts = self._texts
+            while texts and self._cached_words + len(out) > self.max_cached_words:
+                self._cached_words -= len(texts.pop(next(iter(texts))))
+            texts[text] = out
+            self._cached_words += len(out)
+        return out
 
     def words(self, text: str) -> list[str]:
         """The words of ``text`` (what datatrove's ``split_into_words`` returns for English)."""
@@ -522,7 +617,8 @@ class WordSplitter:
                 seen_final = False
             step = steps.get(chunk)
             if step is None:
-                step = steps[chunk] = _sentence_step(split_chunk(chunk))
+                ids = self._chunks.get(chunk) or self._chunk_ids(chunk)
+                step = steps[chunk] = _sentence_step([self._words[i] for i in ids])
             if seen_final:
                 starts += step[2]
                 seen_final = step[3]
@@ -535,29 +631,51 @@ class WordSplitter:
         return 1 + starts
 
 
-_CHUNK_AND_SPACE = regex.compile(r"(\s*)(\S+)(\s*)")
+_CHUNK_AND_SPACE = re.compile(r"(\s*)(\S+)(\s*)")
 
-_ATTRS = ("length", "symbol", "alpha", "stop", "h1", "h2", "hs1", "hs2")
-_STOP_BITS = {w: 1 << i for i, w in enumerate(GOPHER_STOP_WORDS)}
+_ATTRS = ("length", "symbol", "alpha", "h1", "h2", "hs1", "hs2")
 
 
 def _word_attributes(word: str) -> list[int]:
-    """The per-word quantities the rule sets need (in ``_ATTRS`` order), once per word."""
-    attrs = {
-        "length": len(word),
-        "symbol": int(all(ch in PUNCTUATION_SET for ch in word)),
-        "alpha": int(any(ch.isalpha() for ch in word)),
-        "stop": _STOP_BITS.get(word, 0),
-    }
-    # Little-endian polynomial hashes of the word ("h") and of the word plus a space ("hs").
-    for k, (p, b) in enumerate(zip(_P, _B, strict=True), start=1):
-        h, power = 0, 1
-        for ch in word:
-            h = (h + (ord(ch) + 1) * power) % p
-            power = power * b % p
-        attrs[f"h{k}"] = h
-        attrs[f"hs{k}"] = (h + 33 * power) % p
-    return [attrs[name] for name in _ATTRS]
+    """The per-word quantities the rule sets need (in ``_ATTRS`` order), once per word.
+
+    ``h`` is the polynomial hash sum((ord(c) + 1) * B**k) of the word and ``hs`` that of the
+    word followed by a space, with k the position of character c, mod each prime.
+    """
+    n = len(word)
+    # The word's UTF-32 code read as one integer is sum(ord(c) * (2**32)**k).
+    code = int.from_bytes(word.encode("utf-32-le", "surrogatepass"), "little")
+    (p1, p2), (b1, b2) = _P, _B
+    if n < len(_SMALL_POWERS):
+        (pow1, ones1), (pow2, ones2) = _SMALL_POWERS[n]
+    else:
+        (pow1, ones1), (pow2, ones2) = _powers_and_ones(n)
+    h1 = (code + ones1) % p1
+    h2 = (code + ones2) % p2
+    return [
+        n,
+        int(not word.strip(_PUNCTUATION_CHARS)),
+        int(word.isalpha() or any(map(str.isalpha, word))),
+        h1,
+        h2,
+        (h1 + 33 * pow1) % p1,
+        (h2 + 33 * pow2) % p2,
+    ]
+
+
+def _powers_and_ones(n: int) -> list[tuple[int, int]]:
+    """For each prime: (B**n, sum of B**k for k < n), mod p; the latter adds the "+ 1"."""
+    out = []
+    for p, b in zip(_P, _B, strict=True):
+        power = pow(b, n, p)
+        out.append((power, (power - 1) * pow(b - 1, -1, p) % p))
+    return out
+
+
+_SMALL_POWERS = [_powers_and_ones(n) for n in range(256)]
+
+
+_PUNCTUATION_CHARS = "".join(sorted(PUNCTUATION_SET))
 
 
 def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
@@ -611,40 +729,47 @@ def _power_table(k: int, size: int) -> np.ndarray:
     return table
 
 
-def ngram_keys(
-    ids: np.ndarray, n: int, attrs: dict[str, np.ndarray], spaced: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hash keys and character lengths of every word n-gram of a document.
+class NgramHashes:
+    """Hash keys of the word n-grams of one document, for any n.
 
     ``spaced=True`` hashes ``" ".join(ngram)`` and ``spaced=False`` hashes ``"".join(ngram)``
     (datatrove uses both), so two n-grams get the same key exactly when those strings are
-    equal (up to a ~2**-62 chance of collision). Returns ``(keys, lengths)`` with one entry
-    per n-gram start; empty if the document has fewer than ``n`` words.
+    equal, up to a ~2**-62 chance of collision (two 31-bit polynomial hashes). Character
+    positions are absolute, so the hash of any window is a difference of prefix sums.
     """
-    m = len(ids) - n + 1
-    if m <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    word_len = attrs["length"][ids]
-    unit_len = word_len + 1 if spaced else word_len
-    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum(unit_len, out=offsets[1:])
-    total = int(offsets[-1])
-    keys = np.zeros(m, dtype=np.int64)
-    for k in range(2):
-        p = _P[k]
-        power = _power_table(k, total + 1)
-        terms = attrs[("hs" if spaced else "h") + str(k + 1)][ids] * power[offsets[:-1]] % p
-        prefix = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(terms, out=prefix[1:])
-        prefix %= p
-        window = (prefix[n:] - prefix[:m]) % p
-        # Shift every window to the same origin so equal strings get equal keys.
-        aligned = window * power[total - offsets[:m]] % p
-        keys = keys * p + aligned if k else aligned
-    lengths = offsets[n:] - offsets[:m]
-    if spaced:
-        lengths = lengths - 1
-    return keys, lengths
+
+    def __init__(self, ids: np.ndarray, attrs: dict[str, np.ndarray], spaced: bool) -> None:
+        self.n_words = len(ids)
+        self.spaced = spaced
+        unit_len = attrs["length"][ids] + 1 if spaced else attrs["length"][ids]
+        self.offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(unit_len, out=self.offsets[1:])
+        total = int(self.offsets[-1])
+        starts = self.offsets[:-1]
+        name = "hs" if spaced else "h"
+        prefix = np.zeros((2, len(ids) + 1), dtype=np.int64)
+        align = np.empty((2, len(ids)), dtype=np.int64)
+        for k, p in enumerate(_P):
+            power = _power_table(k, total + 1)
+            np.cumsum(attrs[f"{name}{k + 1}"][ids] * power[starts] % p, out=prefix[k, 1:])
+            # Multiplying a window by B**(total - start) moves it to a common origin.
+            align[k] = power[total - starts]
+        self._prefix = prefix % self._p
+        self._align = align
+
+    _p = np.array(_P, dtype=np.int64)[:, None]
+
+    def keys(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, lengths)``: one entry per n-gram start (empty if fewer than n words)."""
+        m = self.n_words - n + 1
+        if m <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        p = self._p
+        window = (self._prefix[:, n:] - self._prefix[:, :m]) % p
+        aligned = window * self._align[:, :m] % p
+        keys = aligned[0] * _P[1] + aligned[1]
+        lengths = self.offsets[n:] - self.offsets[:m]
+        return keys, lengths - 1 if self.spaced else lengths
 
 
 # --------------------------------------------------------------------------------------

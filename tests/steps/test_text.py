@@ -1,0 +1,91 @@
+"""The word splitter against spaCy's English tokenizer, and the shared text helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assay.steps.text import (
+    PUNCTUATION_SET,
+    TERMINAL_PUNCTUATION,
+    NgramHashes,
+    WordSplitter,
+    find_duplicates,
+)
+
+# Worked out from spaCy's English rules (prefixes, suffixes, infixes, exceptions).
+CASES = [
+    ("The cat sat on the mat.", ["The", "cat", "sat", "on", "the", "mat", "."]),
+    ("don't stop", ["do", "n't", "stop"]),  # exception
+    ("e.g. this", ["e.g.", "this"]),  # exception
+    ("U.S. and the U.K.", ["U.S.", "and", "the", "U.K."]),  # no suffix split after "S."
+    ("(hello),", ["(", "hello", ")", ","]),  # prefix, then two suffixes
+    ("co-operate", ["co", "-", "operate"]),  # hyphen infix between letters
+    ("10km 5pm $5", ["10", "km", "5", "pm", "$", "5"]),  # unit suffix, time exception
+    ("Mr.Smith", ["Mr.", "Smith"]),  # infix "." then the "Mr." exception re-merged
+    ("http://example.com/a-b.", ["http://example.com/a-b", "."]),  # URL kept whole
+    ("wait... what…", ["wait", "...", "what", "…"]),
+    ("你好，世界。", ["你好，世界", "。"]),
+    ("  \r\n\t ", []),
+    ("", []),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), CASES)
+def test_words_by_hand(text: str, words: list[str]) -> None:
+    assert WordSplitter().words(text) == words
+
+
+def test_agrees_with_spacy_on_tricky_chunks() -> None:
+    spacy = pytest.importorskip("spacy")
+    tokenizer = spacy.blank("en").tokenizer
+    tricky = (
+        "I'm can't won't y'all gonna Let's ’s 'em 3a.m. 12pm °C. C++ :) :-)) <3 ^_^ "
+        "(:-)) x:) Mr. mr. Dr.No e.g., (e.g.) U.S.A. A. a. ä. 1.5 3,000 -5 +5 5+ 5- 100% "
+        "$100 US$5 €5 5€ 10kg 5m² km/h ...hello hello... hi!!! ??? «quoted» „x“ 'x' "
+        "(a) [b] {c} <d> a/b a:b a=b a<b 1/2 x-ray x--y x—y x–y ~x a~b l'amour "
+        "https://a.b/c?d=e#f www.x.org user@host.com 192.168.0.1 10.0.0.1:80 ©2024 "
+        "😀smile smile😀 №5 ½ ™x Привет-мир мир. Мир. Αθήνα. 東京。 こんにちは、 "
+        "co., Co. co-op. a.m.. ’tis 'tis rock'n'roll o'clock O'Neill Ph.D. vs. v.s. "
+        "IS_ALPHA \\t \\n <space> '' \"\" ` `` ¿Qué? ¡Sí! 5'10\" 1990s '90s '90s. "
+    )
+    for chunk in tricky.split():
+        expected = [t.text for t in tokenizer(chunk)]
+        assert WordSplitter().words(chunk) == expected, chunk
+
+
+def test_word_ids_and_attributes() -> None:
+    splitter = WordSplitter()
+    ids = splitter.word_ids("the cat . the")
+    assert ids[0] == ids[3] and len(set(ids.tolist())) == 3
+    attrs = splitter.attributes()
+    assert attrs["length"][ids].tolist() == [3, 3, 1, 3]
+    assert attrs["symbol"][ids].tolist() == [0, 0, 1, 0]
+    assert attrs["alpha"][ids].tolist() == [1, 1, 0, 1]
+    assert splitter.known_id("cat") == ids[1] and splitter.known_id("dog") is None
+    splitter.clear()
+    assert splitter.known_id("cat") is None
+
+
+def test_ngram_hashes_match_strings() -> None:
+    splitter = WordSplitter()
+    text = "a b a b ab c a bc a b"
+    words = text.split()
+    ids = splitter.word_ids(text)
+    for spaced, sep in ((True, " "), (False, "")):
+        hashes = NgramHashes(ids, splitter.attributes(), spaced)
+        for n in (1, 2, 3, 11):
+            keys, lengths = hashes.keys(n)
+            strings = [sep.join(words[i : i + n]) for i in range(len(words) - n + 1)]
+            assert lengths.tolist() == [len(s) for s in strings]
+            same_key = keys[:, None] == keys[None, :]
+            same_str = np.array([[a == b for b in strings] for a in strings], dtype=bool)
+            assert (same_key == same_str).all() if strings else len(keys) == 0
+
+
+def test_tables_and_duplicates() -> None:
+    assert "." in TERMINAL_PUNCTUATION and "," not in TERMINAL_PUNCTUATION
+    assert {"#", "…", "\x00", "。"} <= PUNCTUATION_SET and "a" not in PUNCTUATION_SET
+    # "a" repeats once (1 character), "bb" once (2 characters).
+    assert find_duplicates(["a", "bb", "a", "c", "bb"]) == (2, 3)
+    assert find_duplicates([]) == (0, 0)
