@@ -31,7 +31,7 @@ from assay.steps import step_class, step_names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one line per error, greppable in logs
 
 
 class _RichProgress:

@@ -89,3 +89,42 @@ def test_tables_and_duplicates() -> None:
     # "a" repeats once (1 character), "bb" once (2 characters).
     assert find_duplicates(["a", "bb", "a", "c", "bb"]) == (2, 3)
     assert find_duplicates([]) == (0, 0)
+
+
+def test_tables_match_the_reference_implementations() -> None:
+    text = pytest.importorskip("datatrove.utils.text")
+    sentencizer = pytest.importorskip("spacy.pipeline.sentencizer")
+    from assay.steps.text import PUNCTUATION, SENTENCE_PUNCTUATION
+
+    assert text.PUNCTUATION == PUNCTUATION
+    assert text.TERMINAL_PUNCTUATION == TERMINAL_PUNCTUATION
+    assert text.PUNCTUATION_SET == PUNCTUATION_SET
+    assert set(sentencizer.Sentencizer.default_punct_chars) == SENTENCE_PUNCTUATION
+
+
+def test_exceptions_match_spacy() -> None:
+    spacy = pytest.importorskip("spacy")
+    from spacy.symbols import ORTH
+
+    from assay.steps.text import _EXCEPTIONS
+
+    rules = spacy.blank("en").tokenizer.rules
+    assert {k: tuple(t[ORTH] for t in v) for k, v in rules.items()} == _EXCEPTIONS
+
+
+def test_ascii_infix_rules_equal_the_full_ones_on_ascii() -> None:
+    import re
+
+    from assay.steps import text
+
+    pairs = [
+        (text._ALPHA, "A-Za-z"),
+        (text._ALPHA_LOWER, "a-z"),
+        (text._ALPHA_UPPER, "A-Z"),
+        (text._ICONS, None),
+    ]
+    for full, ascii_only in pairs:
+        big = re.compile(f"[{full}]")
+        small = re.compile(f"[{ascii_only}]") if ascii_only else None
+        for c in map(chr, range(128)):
+            assert bool(big.fullmatch(c)) == bool(small and small.fullmatch(c)), c

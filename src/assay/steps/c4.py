@@ -26,6 +26,7 @@ POLICY_SUBSTRINGS: tuple[str, ...] = (
     "use of cookies",
     "use cookies",
 )
+_POLICY = re.compile("|".join(map(re.escape, POLICY_SUBSTRINGS)))
 
 
 class C4QualityParams(StepParams):
@@ -176,7 +177,7 @@ class C4Quality(DocumentStep):
                 continue
             if curly_line < 0 and "{" in line:
                 curly_line = index
-            if p.filter_policy and any(s in lower for s in POLICY_SUBSTRINGS):
+            if p.filter_policy and _POLICY.search(lower):
                 policy += 1
                 continue
             sentences += WORDS.count_sentences(line)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -22,7 +22,6 @@ TOP_NGRAMS: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAMS: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
-_LINES = re.compile(r"\n+")
 
 
 def _above(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
@@ -43,59 +42,125 @@ def _decide(rules: list[tuple[str, np.ndarray | None]], n_rows: int) -> np.ndarr
 # --------------------------------------------------------------------------------------
 
 
-def _group_starts(ordered: np.ndarray) -> np.ndarray:
-    """Indices where a new value starts in a sorted array."""
-    new = np.empty(len(ordered), dtype=bool)
-    new[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    return np.flatnonzero(new)
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of different lengths in one matrix, padded with distinct negative numbers (real
+    keys are non-negative, so padding never equals anything)."""
+    width = max(len(r) for r in rows)
+    out = np.empty((len(rows), width), dtype=np.int64)
+    out[:] = -1 - np.arange(width)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
 
 
-def top_duplicate_chars(keys: np.ndarray, lengths: np.ndarray) -> int:
-    """Characters of the most frequent n-gram times its count (datatrove's
-    ``find_top_duplicate``: ties go to the n-gram that occurs first)."""
-    if len(keys) == 0:
-        return 0
-    ordered = np.sort(keys)
-    starts = _group_starts(ordered)
-    counts = np.diff(starts, append=len(keys))
-    top = int(counts.max())
-    if top == 1:
-        return int(lengths[0])
-    candidates = ordered[starts[counts == top]]
-    if len(candidates) == 1:
-        first = int(np.argmax(keys == candidates[0]))
-    else:
-        first = int(np.argmax(np.isin(keys, candidates)))
-    return int(lengths[first]) * top
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Equal keys within each row: (the columns of each row in key order, earliest first
+    among equal keys; group start indices into those flattened; first column of each
+    group; size of each group).
+
+    One sort orders by key and then by column: the key, shifted right to make room, goes
+    above the column in a single integer. Keys that differ only in the bits shifted out
+    would end up mixed; that is detected and the rows are then sorted by full key instead.
+    """
+    bits = max(1, (keys.shape[1] - 1).bit_length())
+    columns = np.arange(keys.shape[1])
+    high = np.where(keys < 0, keys, keys >> bits)  # padding (negative) stays distinct
+    packed = np.sort((high << bits) | columns, axis=1)
+    order = packed & ((1 << bits) - 1)
+    ordered = np.take_along_axis(keys, order, axis=1)
+    new = np.ones(keys.shape, dtype=bool)
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
+    if (new[:, 1:] & (packed[:, 1:] >> bits == packed[:, :-1] >> bits)).any():
+        order = np.argsort(keys, axis=1, kind="stable")
+        ordered = np.take_along_axis(keys, order, axis=1)
+        np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
+    starts = np.flatnonzero(new)  # every row starts a group
+    first = order.ravel()[starts]
+    sizes = np.diff(starts, append=keys.size)
+    return order, starts, first, sizes
 
 
-def all_duplicate_chars(keys: np.ndarray, lengths: np.ndarray, n: int) -> int:
-    """Characters in n-grams that repeat an earlier one (datatrove's ``find_all_duplicate``).
+def top_ngram_chars(hashes: NgramHashes, ns: Sequence[int]) -> list[int]:
+    """For each n: characters of the most frequent n-gram (its words joined by spaces)
+    times its number of occurrences, overlaps included (datatrove's ``find_top_duplicate``:
+    ties go to the n-gram that occurs first); 0 when there is no n-gram."""
+    rows = [hashes.keys(n) for n in ns]
+    if all(len(keys) == 0 for keys, _ in rows):
+        return [0] * len(ns)
+    keys = _stack([k for k, _ in rows])
+    _, starts, first, sizes = _groups(keys)
+    row_of = starts // keys.shape[1]
+    row_start = np.searchsorted(row_of, np.arange(len(ns)))
+    top = np.maximum.reduceat(sizes, row_start)
+    earliest = np.where(sizes == top[row_of], first, keys.shape[1])
+    position = np.minimum.reduceat(earliest, row_start)
+    return [
+        int(lengths[p]) * int(t) if len(lengths) else 0
+        for (_, lengths), p, t in zip(rows, position.tolist(), top.tolist(), strict=True)
+    ]
+
+
+def duplicate_ngram_chars(hashes: NgramHashes, ns: Sequence[int]) -> list[int]:
+    """For each n: characters in n-grams (words joined without spaces) that repeat an
+    earlier one, as datatrove's ``find_all_duplicate`` counts them."""
+    rows = [hashes.keys(n) for n in ns]
+    if all(len(keys) < 2 for keys, _ in rows):
+        return [0] * len(ns)
+    keys = _stack([k for k, _ in rows])
+    width = keys.shape[1]
+    order, _, first, sizes = _groups(keys)
+    if sizes.max() == 1:
+        return [0] * len(ns)
+    # first occurrence of the n-gram at each (row, column)
+    first_at = np.empty(keys.size, dtype=np.int64)
+    first_at[order.ravel() + np.repeat(np.arange(len(ns)) * width, width)] = np.repeat(first, sizes)
+    first_at = first_at.reshape(keys.shape)
+    out = []
+    for n, (_, lengths), row in zip(ns, rows, first_at, strict=True):
+        repeats = np.flatnonzero(row < np.arange(width))
+        out.append(_scan(repeats, row[repeats], lengths, n) if len(repeats) else 0)
+    return out
+
+
+def _scan(repeats: np.ndarray, firsts_of: np.ndarray, lengths: np.ndarray, n: int) -> int:
+    """datatrove's left-to-right duplicate scan, for n-grams at ``repeats`` that occurred
+    before (first at ``firsts_of``).
+
+    Usually every repeat the scan reaches is a duplicate: then the duplicates are the
+    chain "first repeat, then the first repeat at least n words further, ...". That holds
+    unless the first occurrence of one of them was jumped over; if so, ``_scan_exact``.
+    """
+    next_index = np.searchsorted(repeats, repeats + n).tolist()
+    chain = []
+    i = 0
+    while i < len(next_index):
+        chain.append(i)
+        i = next_index[i]
+    dups = repeats[chain]
+    firsts = firsts_of[chain]
+    before = np.searchsorted(dups, firsts) - 1  # the last duplicate before each first occurrence
+    jumped = (before >= 0) & (firsts < dups[np.maximum(before, 0)] + n)
+    if not jumped.any():
+        return int(lengths[dups].sum())
+    return _scan_exact(repeats, firsts_of, lengths, n)
+
+
+def _scan_exact(repeats: np.ndarray, firsts_of: np.ndarray, lengths: np.ndarray, n: int) -> int:
+    """datatrove's left-to-right duplicate scan, visiting only the repeats.
 
     datatrove scans left to right: an n-gram seen before adds its length and the scan jumps
     ``n`` words ahead (the n-grams jumped over are not remembered); any other n-gram is
     remembered and the scan moves one word. Only positions whose n-gram occurred earlier
-    ("repeats") can be duplicates. A repeat is one unless the first occurrence of its n-gram
-    was jumped over and no later visited occurrence was remembered; first occurrences are
-    only ever jumped over just after a run of consecutive repeats, so within a run that
-    refers to no such position the duplicates are simply every n-th position.
+    ("repeats", with ``firsts_of`` the position of that earlier first occurrence) can be
+    duplicates. A repeat is one unless the first occurrence of its n-gram was jumped over
+    and no later visited occurrence was remembered; first occurrences are only ever jumped
+    over just after a run of consecutive repeats, so within a run that refers to no such
+    position the duplicates are simply every n-th position.
     """
-    m = len(keys)
-    if m < 2 or len(_group_starts(np.sort(keys))) == m:
-        return 0
-    order = np.argsort(keys)
-    ordered = keys[order]
-    new_group = np.empty(m, dtype=bool)
-    new_group[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
-    first = np.empty(m, dtype=np.int64)  # position of the first occurrence of each n-gram
-    first[order] = np.minimum.reduceat(order, np.flatnonzero(new_group))[np.cumsum(new_group) - 1]
-    repeats = np.flatnonzero(first < np.arange(m))
     breaks = np.flatnonzero(np.diff(repeats) > 1) + 1
     run_lo = np.concatenate(([0], breaks))
     run_hi = np.concatenate((breaks, [len(repeats)]))
-    firsts = first[repeats].tolist()
+    firsts = firsts_of.tolist()
     sizes = lengths[repeats].tolist()
     total = 0
     resume = 0  # the next position the scan visits
@@ -226,15 +291,15 @@ class GopherRepetition(DocumentStep):
         n = len(text)
         paragraphs = _PARAGRAPHS.split(text.strip())
         para_dups, para_chars = find_duplicates(paragraphs)
-        lines = _LINES.split(text)
+        lines = text.split("\n")
+        if len(lines) > 2:  # as re.split("\n+"): runs of newlines make no empty lines inside
+            lines = [lines[0], *filter(None, lines[1:-1]), lines[-1]]
         line_dups, line_chars = find_duplicates(lines)
         out = [para_dups / len(paragraphs), para_chars / n, line_dups / len(lines), line_chars / n]
         ids = WORDS.word_ids(text)
         attrs = WORDS.attributes()
-        spaced = NgramHashes(ids, attrs, spaced=True)
-        out += [top_duplicate_chars(*spaced.keys(k)) / n for k in TOP_NGRAMS]
-        joined = NgramHashes(ids, attrs, spaced=False)
-        out += [all_duplicate_chars(*joined.keys(k), k) / n for k in DUP_NGRAMS]
+        out += [c / n for c in top_ngram_chars(NgramHashes(ids, attrs, True), TOP_NGRAMS)]
+        out += [c / n for c in duplicate_ngram_chars(NgramHashes(ids, attrs, False), DUP_NGRAMS)]
         return out
 
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:

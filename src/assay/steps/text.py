@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -29,7 +30,7 @@ import numpy as np
 # --------------------------------------------------------------------------------------
 
 # datatrove.utils.text.PUNCTUATION: ASCII and CJK punctuation plus the C0/C1 control
-# characters except tab, newline and carriage return... (0-8, 11-12, 13-31 and 127-159).
+# characters except tab and newline (0-8, 11-31 and 127-159).
 PUNCTUATION: str = (
     "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
     + "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
@@ -65,7 +66,7 @@ GOPHER_STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "h
 
 
 def _ranges(codepoints: Iterable[int]) -> str:
-    """A regex character-class body (``\\uXXXX-\\uYYYY...``) for a set of code points."""
+    """A regex character-class body (``\\UXXXXXXXX-\\UYYYYYYYY...``) for code points."""
     points = sorted(set(codepoints))
     out: list[str] = []
     i = 0
@@ -112,9 +113,9 @@ _UNCASED = (
 _OTHER_LOWER = "ёа-яәөүҗңһα-ωάέίόώήύа-щюяіїєґѓѕјљњќѐѝ"
 _OTHER_UPPER = "ЁА-ЯӘӨҮҖҢҺΑ-ΩΆΈΊΌΏΉΎА-ЩЮЯІЇЄҐЃЅЈЉЊЌЀЍ"
 
-ALPHA = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
-ALPHA_LOWER = _latin("Ll") + _OTHER_LOWER + _UNCASED
-ALPHA_UPPER = _latin("Lu") + _OTHER_UPPER + _UNCASED
+_ALPHA = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
+_ALPHA_LOWER = _latin("Ll") + _OTHER_LOWER + _UNCASED
+_ALPHA_UPPER = _latin("Lu") + _OTHER_UPPER + _UNCASED
 # spaCy lists the "So" (other symbol) code points of an older Unicode release.
 _ICON_CHARS = frozenset(chr(c) for c in range(0x20000) if unicodedata.category(chr(c)) == "So")
 _ICONS = _ranges(map(ord, _ICON_CHARS))
@@ -137,39 +138,51 @@ _UNITS = (
 # before a digit. Suffixes: one of these characters, a run of 2+ dots, "……", "'s" (and
 # variants), a unit, a currency or "+" after a digit, or "." after a lower-case letter, a
 # digit or one of a few symbols, after two upper-case letters, or in "°C." and the like.
-_PREFIX_CHARS = frozenset(
-    ["§", "%", "=", "—", "–", *_PUNCT, "…", *_QUOTES, *_CURRENCY]
-).union(_ICON_CHARS) - {"……", "US$", "C$", "A$"}
-_SUFFIX_CHARS = frozenset([*_PUNCT, "…", *_QUOTES, "—", "–"]).union(_ICON_CHARS) - {"……"}
+_PREFIX_CHARS = (
+    frozenset(["§", "%", "=", "—", "–", *_PUNCT, "…", *_QUOTES, *_CURRENCY]) | _ICON_CHARS
+) - {"……", "US$", "C$", "A$"}
+_SUFFIX_CHARS = (frozenset([*_PUNCT, "…", *_QUOTES, "—", "–"]) | _ICON_CHARS) - {"……"}
 _SUFFIX_PAIRS = frozenset(["'s", "'S", "’s", "’S", "……"])
 _AFTER_DIGIT = frozenset([*_UNITS, *_CURRENCY, "+"])
 _AFTER_DIGIT_MAX = max(map(len, _AFTER_DIGIT))
 _DIGITS = frozenset("0123456789")
 _dot_follows = re.compile(
-    "[0-9" + ALPHA_LOWER + re.escape("%²-+|()?:" + "".join(_PUNCT) + "".join(_QUOTES)) + "]"
+    "[0-9" + _ALPHA_LOWER + re.escape("%²-+|()?:" + "".join(_PUNCT) + "".join(_QUOTES)) + "]"
 ).match
-_two_upper = re.compile(f"[{ALPHA_UPPER}][{ALPHA_UPPER}]").match
+_two_upper = re.compile(f"[{_ALPHA_UPPER}][{_ALPHA_UPPER}]").match
 
 _HYPHENS = "- – — -- --- —— ~"
-_CONCAT_QUOTES = re.escape("".join(_QUOTES))
-_infix_finditer = re.compile(
-    "|".join(
-        [
-            r"\.\.+",
-            "…",
-            f"[{_ICONS}]",
-            r"(?<=[0-9])[+\-\*^](?=[0-9-])",
-            rf"(?<=[{ALPHA_LOWER}{_CONCAT_QUOTES}])\.(?=[{ALPHA_UPPER}{_CONCAT_QUOTES}])",
-            rf"(?<=[{ALPHA}]),(?=[{ALPHA}])",
-            rf"(?<=[{ALPHA}0-9])(?:{_HYPHENS.replace(' ', '|')})(?=[{ALPHA}])",
-            rf"(?<=[{ALPHA}0-9])[:<>=/](?=[{ALPHA}])",
-        ]
+
+
+def _infixes(alpha: str, lower: str, upper: str, icons: str, quotes: str) -> re.Pattern[str]:
+    return re.compile(
+        "|".join(
+            [
+                r"\.\.+",
+                "…",
+                *([f"[{icons}]"] if icons else []),
+                r"(?<=[0-9])[+\-\*^](?=[0-9-])",
+                rf"(?<=[{lower}{quotes}])\.(?=[{upper}{quotes}])",
+                rf"(?<=[{alpha}]),(?=[{alpha}])",
+                rf"(?<=[{alpha}0-9])(?:{_HYPHENS.replace(' ', '|')})(?=[{alpha}])",
+                rf"(?<=[{alpha}0-9])[:<>=/](?=[{alpha}])",
+            ]
+        )
     )
+
+
+# The infix rules, and the same restricted to ASCII (much faster on ASCII strings).
+_infix_finditer = _infixes(
+    _ALPHA, _ALPHA_LOWER, _ALPHA_UPPER, _ICONS, re.escape("".join(_QUOTES))
+).finditer
+_ascii_infix_finditer = _infixes(
+    "A-Za-z", "a-z", "A-Z", "", re.escape("".join(q for q in _QUOTES if q.isascii()))
 ).finditer
 # A character an infix needs; strings without one cannot have an infix.
-_infix_possible = re.compile(f"[.…,\\-–—~:<>=/+*^{_ICONS}]").search
+_infix_char = re.compile(f"[.…,\\-–—~:<>=/+*^{_ICONS}]").search
+_ascii_infix_char = re.compile(r"[.,\-~:<>=/+*^]").search
 # What a URL needs: a dot before two lower-case letters (a TLD) or between digits (an IP).
-_url_possible = re.compile(rf"\.[{ALPHA_LOWER}]{{2}}|[0-9]\.[0-9]").search
+_url_possible = re.compile(rf"\.[{_ALPHA_LOWER}]{{2}}|[0-9]\.[0-9]").search
 
 # spaCy's URL_MATCH (itself after https://gist.github.com/dperini/729294, MIT licence).
 _url_match = re.compile(
@@ -179,7 +192,7 @@ _url_match = re.compile(
     r"(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}"
     r"(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4]))|"
     r"(?:(?:[A-Za-z0-9\u00a1-\uffff][A-Za-z0-9\u00a1-\uffff_-]{0,62})?[A-Za-z0-9\u00a1-\uffff]\.)+"
-    r"(?:[" + ALPHA_LOWER + r"]{2,63}))(?::\d{2,5})?(?:[/?#]\S*)?$"
+    r"(?:[" + _ALPHA_LOWER + r"]{2,63}))(?::\d{2,5})?(?:[/?#]\S*)?$"
 ).match
 
 
@@ -310,10 +323,11 @@ def _find_prefix(string: str) -> int:
         return dots if dots > 1 else 0
     if first == "+":
         return 0 if string[1:2] in _DIGITS else 1
-    if string.startswith("US$"):
-        return 3
-    if string.startswith(("C$", "A$")):
-        return 2
+    if first in "UCA" and "$" in string[:3]:
+        if string.startswith("US$"):
+            return 3
+        if string.startswith(("C$", "A$")):
+            return 2
     return 0
 
 
@@ -331,18 +345,18 @@ def _find_suffix(string: str) -> int:
         dots = n - len(string.rstrip("."))
         if dots > 1:
             return dots
-        if n > 1 and (
-            _dot_follows(string, n - 2)
-            or (n > 2 and (_two_upper(string, n - 3) or (string[-3] == "°" and string[-2] in "FfCcKk")))
-        ):
+        if n > 1 and _dot_follows(string, n - 2):
+            return 1
+        if n > 2 and (_two_upper(string, n - 3) or (string[-3] == "°" and string[-2] in "FfCcKk")):
             return 1
         return 0
     best = 1 if last in _SUFFIX_CHARS else 0
     if n > 1 and string[-2:] in _SUFFIX_PAIRS:
         best = 2
-    for size in range(min(n - 1, _AFTER_DIGIT_MAX), best, -1):
-        if string[-size:] in _AFTER_DIGIT and string[-size - 1] in _DIGITS:
-            return size
+    if not string[-_AFTER_DIGIT_MAX - 1 : -1].isalpha():  # else no digit to follow
+        for size in range(min(n - 1, _AFTER_DIGIT_MAX), best, -1):
+            if string[-size:] in _AFTER_DIGIT and string[-size - 1] in _DIGITS:
+                return size
     return best
 
 
@@ -385,13 +399,16 @@ def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
             suffixes.append(suffix)
     tokens = prefixes
     if string:
+        ascii = string.isascii()
         if string in exceptions:
             tokens.extend(exceptions[string])
-        elif not _infix_possible(string) or (_url_possible(string) and _url_match(string)):
+        elif not (_ascii_infix_char if ascii else _infix_char)(string) or (
+            _url_possible(string) and _url_match(string)
+        ):
             tokens.append(string)
         else:
             start = 0
-            for match in _infix_finditer(string):
+            for match in (_ascii_infix_finditer if ascii else _infix_finditer)(string):
                 infix_start, infix_end = match.span()
                 if infix_start == 0:
                     continue
@@ -451,26 +468,33 @@ def _merge_exceptions(tokens: list[str]) -> list[str]:
     return out
 
 
+def _plain(core: str) -> bool:
+    """No rule splits ``core``: letters, or letters and digits without a unit at the end."""
+    return core.isalpha() or (core.isalnum() and not _find_suffix(core))
+
+
 def _split_simple(chunk: str) -> list[str] | None:
-    """Shortcut of ``_split_chunk`` for letters with one affix character on either side or
-    both (about a third of the distinct chunks of web text); None for any other chunk."""
+    """Shortcut of ``_split_chunk`` for a chunk that is not an exception and is letters or
+    digits with at most one affix character on either side (two thirds of the distinct
+    chunks of web text); None for any other chunk."""
+    if chunk.isalnum():
+        return [chunk] if _plain(chunk) else None
     if len(chunk) < 2 or _find_prefix(chunk) > 1:
         return None
-    if chunk[1:].isalpha():  # "(word"
-        if chunk[0] not in _PREFIX_CHARS:
-            return None
+    first = chunk[0]
+    if first in _PREFIX_CHARS and _plain(chunk[1:]):  # "(word"
         core = chunk[1:]
-        return [chunk[0], *_EXCEPTIONS.get(core, (core,))]
+        return [first, *_EXCEPTIONS.get(core, (core,))]
     if _find_suffix(chunk) != 1:
         return None
-    if chunk[:-1].isalpha():  # "word,"
+    if _plain(chunk[:-1]):  # "word,"
         core = chunk[:-1]
         return [*_EXCEPTIONS.get(core, (core,)), chunk[-1]]
-    if len(chunk) > 2 and chunk[0] in _PREFIX_CHARS and chunk[1:-1].isalpha():  # "(word)"
+    if len(chunk) > 2 and first in _PREFIX_CHARS and _plain(chunk[1:-1]):  # "(word)"
         if chunk[1:] in _EXCEPTIONS or chunk[:-1] in _EXCEPTIONS:
             return None
         core = chunk[1:-1]
-        return [chunk[0], *_EXCEPTIONS.get(core, (core,)), chunk[-1]]
+        return [first, *_EXCEPTIONS.get(core, (core,)), chunk[-1]]
     return None
 
 
@@ -481,7 +505,7 @@ def split_chunk(chunk: str) -> list[str]:
     tokens = _split_simple(chunk)
     if tokens is None:
         tokens = _split_chunk(chunk)
-    if len(tokens) > 1 and not _MERGE_PAIRS.isdisjoint(zip(tokens, tokens[1:])):
+    if len(tokens) > 1 and not _MERGE_PAIRS.isdisjoint(pairwise(tokens)):
         tokens = _merge_exceptions(tokens)
     return tokens
 
@@ -526,7 +550,6 @@ class WordSplitter:
         self._sentence_steps: dict[str, tuple[int, bool, int, bool]] = {}
         self._vocab: dict[str, int] = {}
         self._words: list[str] = []
-        self._pending: list[list[int]] = []  # attributes of new words, not yet in the table
         self._table = np.zeros((len(_ATTRS), 1 << 16), dtype=np.int64)
         self._rows = 0
 
@@ -535,7 +558,6 @@ class WordSplitter:
         wid = len(self._words)
         self._vocab[word] = wid
         self._words.append(word)
-        self._pending.append(_word_attributes(word))
         return wid
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
@@ -544,24 +566,20 @@ class WordSplitter:
             wid = vocab.get(chunk)
             ids: tuple[int, ...] = (self._new_word(chunk) if wid is None else wid,)
         else:
-            ids = tuple(
-                vocab[w] if w in vocab else self._new_word(w) for w in split_chunk(chunk)
-            )
+            ids = tuple(vocab[w] if w in vocab else self._new_word(w) for w in split_chunk(chunk))
         self._chunks[chunk] = ids
         return ids
 
     def attributes(self) -> dict[str, np.ndarray]:
         """Per-id attribute arrays (views) covering every id handed out so far."""
-        if self._pending:
-            rows = np.array(self._pending, dtype=np.int64).T
-            end = self._rows + rows.shape[1]
+        end = len(self._words)
+        if end > self._rows:
             if end > self._table.shape[1]:
                 grown = np.zeros((len(_ATTRS), max(end, 2 * self._table.shape[1])), np.int64)
                 grown[:, : self._rows] = self._table[:, : self._rows]
                 self._table = grown
-            self._table[:, self._rows : end] = rows
+            self._table[:, self._rows : end] = _word_attributes(self._words[self._rows : end])
             self._rows = end
-            self._pending = []
         return {name: self._table[i, : self._rows] for i, name in enumerate(_ATTRS)}
 
     def known_id(self, word: str) -> int | None:
@@ -608,6 +626,9 @@ class WordSplitter:
         """
         if not text:
             return 0
+        final = _sentence_final(text)
+        if final is None or _is_punct(text[final.start() :]):
+            return 1  # nothing but punctuation after the first sentence-final character
         steps = self._sentence_steps
         starts = 0
         seen_final = False
@@ -631,51 +652,40 @@ class WordSplitter:
         return 1 + starts
 
 
+_sentence_final = re.compile(
+    "[" + re.escape("".join(sorted(SENTENCE_PUNCTUATION))) + "]"
+).search
 _CHUNK_AND_SPACE = re.compile(r"(\s*)(\S+)(\s*)")
 
 _ATTRS = ("length", "symbol", "alpha", "h1", "h2", "hs1", "hs2")
 
 
-def _word_attributes(word: str) -> list[int]:
-    """The per-word quantities the rule sets need (in ``_ATTRS`` order), once per word.
+def _word_attributes(words: list[str]) -> np.ndarray:
+    """The per-word quantities the rule sets need, one column per word (rows: ``_ATTRS``).
 
-    ``h`` is the polynomial hash sum((ord(c) + 1) * B**k) of the word and ``hs`` that of the
-    word followed by a space, with k the position of character c, mod each prime.
+    ``h`` is the polynomial hash sum((ord(c) + 1) * B**k) of a word, k being the position of
+    character c, and ``hs`` that of the word followed by a space, mod each prime.
     """
-    n = len(word)
-    # The word's UTF-32 code read as one integer is sum(ord(c) * (2**32)**k).
-    code = int.from_bytes(word.encode("utf-32-le", "surrogatepass"), "little")
-    (p1, p2), (b1, b2) = _P, _B
-    if n < len(_SMALL_POWERS):
-        (pow1, ones1), (pow2, ones2) = _SMALL_POWERS[n]
-    else:
-        (pow1, ones1), (pow2, ones2) = _powers_and_ones(n)
-    h1 = (code + ones1) % p1
-    h2 = (code + ones2) % p2
-    return [
-        n,
-        int(not word.strip(_PUNCTUATION_CHARS)),
-        int(word.isalpha() or any(map(str.isalpha, word))),
-        h1,
-        h2,
-        (h1 + 33 * pow1) % p1,
-        (h2 + 33 * pow2) % p2,
-    ]
-
-
-def _powers_and_ones(n: int) -> list[tuple[int, int]]:
-    """For each prime: (B**n, sum of B**k for k < n), mod p; the latter adds the "+ 1"."""
-    out = []
-    for p, b in zip(_P, _B, strict=True):
-        power = pow(b, n, p)
-        out.append((power, (power - 1) * pow(b - 1, -1, p) % p))
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    chars = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    starts = np.zeros(len(words), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    position = np.arange(len(chars)) - np.repeat(starts, lengths)  # within its word
+    out = np.empty((len(_ATTRS), len(words)), dtype=np.int64)
+    out[0] = lengths
+    out[1] = np.logical_and.reduceat(_PUNCTUATION_TABLE[chars], starts)
+    out[2] = [w.isalpha() or any(map(str.isalpha, w)) for w in words]
+    values = chars.astype(np.int64) + 1
+    for k, p in enumerate(_P):
+        power = _power_table(k, int(lengths.max()) + 1)
+        h = np.add.reduceat(values * power[position] % p, starts) % p
+        out[3 + k] = h
+        out[5 + k] = (h + 33 * power[lengths]) % p
     return out
 
 
-_SMALL_POWERS = [_powers_and_ones(n) for n in range(256)]
-
-
-_PUNCTUATION_CHARS = "".join(sorted(PUNCTUATION_SET))
+_PUNCTUATION_TABLE = np.zeros(0x110000, dtype=bool)
+_PUNCTUATION_TABLE[[ord(c) for c in PUNCTUATION_SET]] = True
 
 
 def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
@@ -764,9 +774,9 @@ class NgramHashes:
         m = self.n_words - n + 1
         if m <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        p = self._p
-        window = (self._prefix[:, n:] - self._prefix[:, :m]) % p
-        aligned = window * self._align[:, :m] % p
+        # (window + p) < 2**32 and the factor < 2**31, so the product fits in int64.
+        aligned = (self._prefix[:, n:] - self._prefix[:, :m] + self._p) * self._align[:, :m]
+        aligned %= self._p
         keys = aligned[0] * _P[1] + aligned[1]
         lengths = self.offsets[n:] - self.offsets[:m]
         return keys, lengths - 1 if self.spaced else lengths
