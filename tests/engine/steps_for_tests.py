@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ class MinChars(DocumentStep):
     name = "min_chars_for_test"
     kind = "filter"
     Params = MinCharsParams
-    signal_types = {"chars": pa.int64()}
+    signal_types: ClassVar[Mapping[str, pa.DataType]] = {"chars": pa.int64()}
 
     def compute(self, texts: list[str]) -> StepOutput:
         if self.params.sleep_s:
@@ -41,7 +42,7 @@ class StripDigits(DocumentStep):
 
     name = "strip_digits_for_test"
     kind = "transform"
-    signal_types = {"digits_removed": pa.int64()}
+    signal_types: ClassVar[Mapping[str, pa.DataType]] = {"digits_removed": pa.int64()}
 
     def compute(self, texts: list[str]) -> StepOutput:
         stripped = [t.translate(str.maketrans("", "", "0123456789")) for t in texts]

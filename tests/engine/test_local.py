@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import read_folder, write_jsonl_gz
+from conftest import read_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from steps_for_tests import MinChars, StripDigits
@@ -47,7 +47,8 @@ def test_stages_split_reject_and_record_everything(corpus: Path, tmp_path: Path)
     ids = kept.column("id").to_pylist() + rejected.column("id").to_pylist()
     assert sorted(ids) == sorted([f"d{i:03d}" for i in range(120)] + [f"dup{i}" for i in range(1, 30, 3)])
     # Signals of every step are on the kept rows; the transform ran after dedup.
-    assert {"min_chars_for_test.chars", "exact_dedup.hash", "strip_digits_for_test.digits_removed"} <= set(kept.column_names)
+    signals = {"min_chars_for_test.chars", "exact_dedup.hash", "strip_digits_for_test.digits_removed"}
+    assert signals <= set(kept.column_names)
     assert not any(ch.isdigit() for t in kept.column("text").to_pylist() for ch in t)
     # Rejected rows keep their full content, the step and the reason.
     rows = {r["id"]: r for r in rejected.to_pylist()}
@@ -58,7 +59,8 @@ def test_stages_split_reject_and_record_everything(corpus: Path, tmp_path: Path)
     assert rows["dup1"]["text"] == "Document 1 has some words. "
     # The per-step funnel agrees with the files.
     steps = {s["name"]: s for s in result.manifest["steps"]}
-    assert steps["exact_dedup"]["docs_rejected"] == sum(r["rejected_by"] == "exact_dedup" for r in rows.values())
+    dedup_rejected = sum(r["rejected_by"] == "exact_dedup" for r in rows.values())
+    assert steps["exact_dedup"]["docs_rejected"] == dedup_rejected
     assert steps["strip_digits_for_test"]["docs_in"] == totals["kept"]
     # Intermediate stage data is removed after success; progress reports stay for re-runs.
     assert not (out / "_work").exists()

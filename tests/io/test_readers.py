@@ -75,7 +75,7 @@ def test_memory_filesystem_url() -> None:
 
 
 def test_missing_input_names_the_pattern(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="nothing.jsonl"):
+    with pytest.raises(InputError, match=r"nothing\.jsonl"):
         resolve_inputs(str(tmp_path / "nothing.jsonl"))
 
 

@@ -31,7 +31,14 @@ from assay.documents import DUPLICATE_OF, ID, REASON, REJECTED_BY, text_bytes
 from assay.engine.layout import Layout, read_json, write_json
 from assay.engine.plan import Stage, plan_stages
 from assay.engine.stats import AccountingError, ReadStats, StepStats, check_accounting
-from assay.io.readers import FieldMap, InputFile, RawChunk, decode_chunk, plan_chunks, quarantine_table
+from assay.io.readers import (
+    FieldMap,
+    InputFile,
+    RawChunk,
+    decode_chunk,
+    plan_chunks,
+    quarantine_table,
+)
 from assay.io.writers import write_table
 from assay.steps import Step
 
@@ -102,7 +109,6 @@ class _WorkerContext:
     fields: FieldMap
     layout: Layout
     strict: bool
-    positions: dict[str, int]  # step name -> position in the recipe
 
 
 @dataclass
@@ -327,8 +333,7 @@ def run_pipeline(
         fs.rm(manifest_path)  # the manifest describes a finished run; this one is not yet
     write_json(layout.progress_file("fingerprint.json"), {"fingerprint": fingerprint})
 
-    positions = {s.name: i for i, s in enumerate(steps)}
-    ctx = _WorkerContext(stages, settings.fields, layout, settings.strict, positions)
+    ctx = _WorkerContext(stages, settings.fields, layout, settings.strict)
     reports: dict[tuple[int, str], dict[str, Any]] = {}
     shards: list[str] = []
     last = len(stages) - 1

@@ -51,7 +51,7 @@ class Step(ABC):
         self.params = params if params is not None else type(self).Params(**kwargs)
         self._ready = False
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027  (optional hook: most steps need no setup)
         """Load models or tables. Called once per worker before the first batch."""
 
     def ensure_setup(self) -> None:
