@@ -3,8 +3,8 @@
 from assay.steps import c4, dedup, fineweb, gopher, language  # noqa: F401  (registers steps)
 from assay.steps.base import (
     DocumentStep,
-    GlobalStep,
     GlobalState,
+    GlobalStep,
     Step,
     StepOutput,
     StepParams,
