@@ -328,6 +328,7 @@ def run_pipeline(
             f"{layout.root} holds a run of a different recipe or input; "
             "choose another output, or pass --overwrite to replace it"
         )
+    _remove_partial_files(layout)
     _, manifest_path = fsspec.core.url_to_fs(layout.manifest)
     if fs.exists(manifest_path):
         fs.rm(manifest_path)  # the manifest describes a finished run; this one is not yet
@@ -394,6 +395,17 @@ def run_pipeline(
         if fs.exists(work):
             fs.rm(work, recursive=True)
     return RunResult(layout.root, manifest)
+
+
+def _remove_partial_files(layout: Layout) -> None:
+    """Delete temporary files a killed run left behind; finished files are never temporary."""
+    fs, root = fsspec.core.url_to_fs(layout.root)
+    if not fs.exists(root):
+        return
+    for path in fs.find(root):
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith(".") and name.endswith(".tmp"):
+            fs.rm(path)
 
 
 def _describe(stage: Stage) -> str:
