@@ -232,3 +232,21 @@ def test_resume_without_an_earlier_run_is_refused(corpus: Path, tmp_path: Path) 
         run_recipe(recipe, workers=1, resume=True)
     run_recipe(recipe, workers=1)
     assert run_recipe(recipe, workers=1, resume=True).manifest["executor"]["shards_resumed"] == 1
+
+
+def test_a_transform_that_rejects_keeps_the_original_text_of_rejected_rows() -> None:
+    import pyarrow as pa
+
+    from assay.documents import CORE_SCHEMA
+    from assay.steps.c4 import C4Quality
+
+    kept_text = "\n".join(f"This is sentence number {i} of a proper line here." for i in range(6))
+    rejected_text = "Click here\nlorem ipsum dolor sit amet, consectetur adipiscing elit."
+    table = pa.Table.from_pylist(
+        [{"id": "a", "text": kept_text + "\nnav", "source": "s"},
+         {"id": "b", "text": rejected_text, "source": "s"}],
+        schema=CORE_SCHEMA,
+    )
+    out = C4Quality()(table).to_pylist()
+    assert out[0]["reason"] is None and out[0]["text"] == kept_text  # cleaned
+    assert out[1]["reason"] is not None and out[1]["text"] == rejected_text  # as it came in

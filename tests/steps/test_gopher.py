@@ -311,3 +311,63 @@ def test_step_on_core_table(name: str) -> None:
     assert reasons[1] == ("empty" if name == "gopher_repetition" else "gopher_short_doc")
     assert reasons[2] is not None
     assert table.num_rows == 3
+
+
+# --------------------------------------------------------------------------------------
+# The vectorised n-gram counts against a direct transcription of datatrove's loops
+# --------------------------------------------------------------------------------------
+
+
+def reference_top(words: list[str], n: int) -> int:
+    """datatrove's find_top_duplicate over get_n_grams (Counter.most_common(1))."""
+    grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0
+    counts: dict[str, int] = {}
+    for g in grams:
+        counts[g] = counts.get(g, 0) + 1
+    top = max(counts.values())
+    first = next(g for g in counts if counts[g] == top)
+    return len(first) * top
+
+
+def reference_duplicates(words: list[str], n: int) -> int:
+    """datatrove's find_all_duplicate."""
+    seen: set[str] = set()
+    total, idx = 0, 0
+    while idx < len(words) - n + 1:
+        gram = "".join(words[idx : idx + n])
+        if gram in seen:
+            total += len(gram)
+            idx += n
+        else:
+            seen.add(gram)
+            idx += 1
+    return total
+
+
+def test_ngram_counts_match_datatrove_semantics_on_random_texts() -> None:
+    import random
+
+    from assay.steps.gopher import duplicate_ngram_chars, top_ngram_chars
+    from assay.steps.text import NgramHashes, WordSplitter
+
+    splitter = WordSplitter()
+    rng = random.Random(0)
+    ns = list(range(1, 12))
+    for _ in range(1500):
+        vocab = ["a", "b", "ab", "ba", "c", "abc", "x", "y"][: rng.randint(1, 8)]
+        words: list[str] = []
+        target = rng.randint(0, 60)
+        while len(words) < target:  # random words and copies of earlier stretches
+            if words and rng.random() < 0.3:
+                i = rng.randrange(len(words))
+                words += words[i : rng.randint(i, min(len(words), i + 15))]
+            else:
+                words.append(rng.choice(vocab))
+        ids = splitter.word_ids(" ".join(words))
+        attrs = splitter.attributes()
+        duplicates = duplicate_ngram_chars(NgramHashes(ids, attrs, False), ns)
+        assert duplicates == [reference_duplicates(words, n) for n in ns], words
+        top = top_ngram_chars(NgramHashes(ids, attrs, True), ns)
+        assert top == [reference_top(words, n) for n in ns], words

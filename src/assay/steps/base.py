@@ -123,7 +123,15 @@ class DocumentStep(Step):
         }
         reasons = self.decide(arrays) if table.num_rows else None
         if reasons is not None:
-            table = table.append_column(REASON, pa.array(list(reasons), pa.string()))
+            reasons = list(reasons)
+            if out.texts is not None and any(r is not None for r in reasons):
+                # A rejected row keeps its original text, so it can be restored as it was.
+                restored = [old if r is not None else new
+                            for old, new, r in zip(texts, out.texts, reasons, strict=True)]
+                table = table.set_column(
+                    table.schema.get_field_index(TEXT), TEXT, pa.array(restored, pa.string())
+                )
+            table = table.append_column(REASON, pa.array(reasons, pa.string()))
         return table
 
 

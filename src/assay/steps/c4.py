@@ -153,12 +153,7 @@ class C4Quality(DocumentStep):
             ):
                 long_word += 1
                 continue
-            # Words are counted before citations are removed, as datatrove does.
-            few_words = (
-                min_words is not None
-                and min_words > 0
-                and len(line.split(None, min_words - 1)) < min_words
-            )
+            words_of = line  # words are counted before citations go, as datatrove does
             if p.remove_citations and "[" in line:
                 line = CITATION.sub("", line)
             if p.filter_no_terminal_punct and (
@@ -166,7 +161,11 @@ class C4Quality(DocumentStep):
             ):
                 punct += 1
                 continue
-            if few_words:
+            if (
+                min_words is not None
+                and min_words > 0
+                and len(words_of.split(None, min_words - 1)) < min_words
+            ):
                 few += 1
                 continue
             lower = line.lower()

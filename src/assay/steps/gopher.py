@@ -130,12 +130,24 @@ def _scan(repeats: np.ndarray, firsts_of: np.ndarray, lengths: np.ndarray, n: in
     chain "first repeat, then the first repeat at least n words further, ...". That holds
     unless the first occurrence of one of them was jumped over; if so, ``_scan_exact``.
     """
-    next_index = np.searchsorted(repeats, repeats + n).tolist()
-    chain = []
-    i = 0
-    while i < len(next_index):
-        chain.append(i)
-        i = next_index[i]
+    # Repeats come in runs of consecutive positions; within a run the chain steps by n.
+    breaks = np.flatnonzero(np.diff(repeats) > 1) + 1
+    run_lo = np.concatenate(([0], breaks))
+    run_hi = np.concatenate((breaks, [len(repeats)]))
+    begins: list[int] = []  # index (into repeats) of the first duplicate in each run
+    counts: list[int] = []
+    resume = 0
+    for lo, a, b in zip(
+        run_lo.tolist(), repeats[run_lo].tolist(), repeats[run_hi - 1].tolist(), strict=True
+    ):
+        start = a if a >= resume else resume
+        if start <= b:
+            count = (b - start) // n + 1
+            begins.append(lo + start - a)
+            counts.append(count)
+            resume = start + count * n
+    offsets = np.arange(sum(counts)) - np.repeat(np.cumsum(counts) - counts, counts)
+    chain = np.repeat(begins, counts) + n * offsets
     dups = repeats[chain]
     firsts = firsts_of[chain]
     before = np.searchsorted(dups, firsts) - 1  # the last duplicate before each first occurrence

@@ -178,8 +178,8 @@ _infix_finditer = _infixes(
 _ascii_infix_finditer = _infixes(
     "A-Za-z", "a-z", "A-Z", "", re.escape("".join(q for q in _QUOTES if q.isascii()))
 ).finditer
-# A character an infix needs; strings without one cannot have an infix.
-_infix_char = re.compile(f"[.…,\\-–—~:<>=/+*^{_ICONS}]").search
+# A character an infix needs (or a symbol); strings without one cannot have an infix.
+_infix_char = re.compile(r"[.…,\-–—~:<>=/+*^]").search
 _ascii_infix_char = re.compile(r"[.,\-~:<>=/+*^]").search
 # What a URL needs: a dot before two lower-case letters (a TLD) or between digits (an IP).
 _url_possible = re.compile(rf"\.[{_ALPHA_LOWER}]{{2}}|[0-9]\.[0-9]").search
@@ -402,9 +402,10 @@ def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
         ascii = string.isascii()
         if string in exceptions:
             tokens.extend(exceptions[string])
-        elif not (_ascii_infix_char if ascii else _infix_char)(string) or (
-            _url_possible(string) and _url_match(string)
-        ):
+        elif (
+            not (_ascii_infix_char(string) if ascii else _infix_char(string))
+            and (ascii or _ICON_CHARS.isdisjoint(string))
+        ) or (_url_possible(string) and _url_match(string)):
             tokens.append(string)
         else:
             start = 0
