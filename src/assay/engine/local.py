@@ -40,7 +40,7 @@ from assay.io.readers import (
     quarantine_table,
 )
 from assay.io.writers import write_table
-from assay.steps import Step
+from assay.steps import GlobalState, GlobalStep, Step
 
 
 class RunError(RuntimeError):
@@ -351,14 +351,18 @@ def run_pipeline(
     runner = _Runner(ctx, settings.workers)
     try:
         saved_shards = read_json(layout.progress_file("shards.json"))
-        if isinstance(saved_shards, list) and all(
-            read_json(layout.progress(last, s)) is not None for s in saved_shards
-        ):
+        final_reports = (
+            {s: read_json(layout.progress(last, s)) for s in saved_shards}
+            if isinstance(saved_shards, list) else {}
+        )
+        if final_reports and all(r is not None for r in final_reports.values()):
             # A finished run of the same recipe: every report is on disk already.
-            shards = list(saved_shards)
-            for k in range(len(stages)):
+            shards = list(final_reports)
+            for k in range(last):
                 for shard in shards:
                     reports[(k, shard)] = read_json(layout.progress(k, shard))  # type: ignore[assignment]
+            for shard, report in final_reports.items():
+                reports[(last, shard)] = report  # type: ignore[assignment]
             resumed = len(shards)
         else:
             for stage in stages:
@@ -461,8 +465,9 @@ def _later_tasks(
 
 
 def _fit(
-    step: Any, layout: Layout, stage: int, shards: list[str], reports: dict[tuple[int, str], Any]
-) -> Any:
+    step: GlobalStep, layout: Layout, stage: int, shards: list[str],
+    reports: dict[tuple[int, str], Any],
+) -> GlobalState:
     started = time.perf_counter()
     columns = [ID, *step.signal_columns()]
     parts = [pq.read_table(layout.work(stage, shard), columns=columns) for shard in shards]
