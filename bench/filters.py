@@ -17,38 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared")).resolve()
-BENCH = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "assay-bench"))
-
-
-def _prepare() -> tuple[Path, Path]:
-    corpus = BENCH / "corpus"
-    if not (corpus / "base.jsonl").exists():
-        subprocess.run([str(SHARED / "bench" / "make_corpus.sh")], check=True)
-    if not (BENCH / "venvs" / "datatrove" / "bin" / "python").exists():
-        subprocess.run([str(SHARED / "bench" / "setup_venvs.sh")], check=True)
-    shards = corpus / "shards" / "base"
-    if not shards.exists():
-        subprocess.run([sys.executable, str(SHARED / "bench" / "prep_shards.py"),
-                        str(corpus / "base.jsonl"), str(shards), "8"], check=True)
-    return corpus, shards
-
-
-def _measure(name: str, results: Path, corpus: Path, command: list[str]) -> dict:
-    subprocess.run(
-        [sys.executable, str(SHARED / "bench" / "measure.py"), "--name", name,
-         "--input", str(corpus / "base.jsonl"), "--results", str(results), "--", *command],
-        check=True, stdout=subprocess.DEVNULL,
-    )
-    return json.loads(results.read_text().splitlines()[-1])
+from harness import BENCH, CORPUS, ROOT, SHARED, measure, peer_python, prepare, print_record
 
 
 def _kept_ids(folder: Path) -> set[str]:
@@ -64,14 +39,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    corpus, shards = _prepare()
+    shards = prepare("base.jsonl")
     tag = time.strftime("filters-%Y%m%d-%H%M%S")
     results_dir = BENCH / "results" / tag
     results_dir.mkdir(parents=True, exist_ok=True)
     results = results_dir / "runs.jsonl"
     work = BENCH / "work" / tag
     jobs = {
-        "datatrove": lambda out: [str(BENCH / "venvs" / "datatrove" / "bin" / "python"),
+        "datatrove": lambda out: [peer_python("datatrove"),
                                   str(SHARED / "bench" / "peers" / "datatrove_filters.py"),
                                   str(shards), str(out), str(args.workers)],
         "assay": lambda out: [sys.executable, str(ROOT / "bench" / "assay_filters.py"),
@@ -82,12 +57,9 @@ def main() -> None:
         for name, command in jobs.items():
             out = work / name / f"r{rep}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            record = _measure(name, results, corpus, command(out))
+            record = measure(name, results, CORPUS / "base.jsonl", command(out))
             runs[name].append(record)
-            print(f"rep {rep} {name:9s} wall {record['wall_s']:7.1f}s  docs/s "
-                  f"{record['docs_per_s']:8.1f}  cpu {record['cpu_s']:7.1f}s  peak PSS "
-                  f"{record['peak_tree_pss_mb']:6.0f} MB  load {record['load_start']:.1f}",
-                  flush=True)
+            print_record(rep, name, record)
 
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])

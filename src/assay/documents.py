@@ -34,6 +34,8 @@ REASON = "reason"
 REJECTED_BY = "rejected_by"
 # Set by deduplication steps on removed rows: the id of the kept document they duplicate.
 DUPLICATE_OF = "duplicate_of"
+# Set by near-duplicate removal on removed rows: the cluster they belong to.
+CLUSTER_ID = "cluster_id"
 
 QUARANTINE_SCHEMA = pa.schema(
     [

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assay.documents import DUPLICATE_OF, ID, REASON, REJECTED_BY, text_bytes
+from assay.documents import CLUSTER_ID, DUPLICATE_OF, REASON, REJECTED_BY, text_bytes
 from assay.engine.layout import Layout, read_json, write_json
 from assay.engine.plan import Stage, plan_stages
 from assay.engine.stats import AccountingError, ReadStats, StepStats, check_accounting
@@ -40,7 +42,7 @@ from assay.io.readers import (
     quarantine_table,
 )
 from assay.io.writers import write_table
-from assay.steps import GlobalState, GlobalStep, Step
+from assay.steps import FitContext, GlobalState, GlobalStep, Step
 
 
 class RunError(RuntimeError):
@@ -145,7 +147,7 @@ def _split(table: pa.Table, step_name: str) -> tuple[pa.Table, pa.Table | None]:
     if REASON not in table.column_names:
         return table, None
     keep_mask = pc.is_null(table.column(REASON))
-    marks = [c for c in (REASON, DUPLICATE_OF) if c in table.column_names]
+    marks = [c for c in (REASON, DUPLICATE_OF, CLUSTER_ID) if c in table.column_names]
     kept = table.filter(keep_mask).drop_columns(marks)
     rejected = table.filter(pc.invert(keep_mask))
     if rejected.num_rows == 0:
@@ -293,6 +295,18 @@ class _Runner:
                 "command (or with --resume) to finish the rest"
             ) from None
 
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``, run in the workers (for a global step's fit)."""
+        if self.pool is None:
+            return [fn(item) for item in items]
+        try:
+            return list(self.pool.map(fn, items))
+        except BrokenProcessPool as exc:
+            raise RunError(
+                f"a worker process died while fitting ({exc}); finished shards are kept: re-run "
+                "the same command (or with --resume) to finish the rest"
+            ) from None
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -378,7 +392,7 @@ def run_pipeline(
                     )
                 else:
                     assert stage.apply is not None
-                    state = _fit(stage.apply, layout, stage.index - 1, shards, reports)
+                    state = _fit(stage.apply, layout, stage.index - 1, shards, reports, runner)
                     tasks = _later_tasks(stage.index, shards, state.per_shard, finished, reports,
                                          progress)
                 runner.run(tasks, on_done)
@@ -466,20 +480,40 @@ def _later_tasks(
 
 def _fit(
     step: GlobalStep, layout: Layout, stage: int, shards: list[str],
-    reports: dict[tuple[int, str], Any],
+    reports: dict[tuple[int, str], Any], runner: _Runner,
 ) -> GlobalState:
     started = time.perf_counter()
-    columns = [ID, *step.signal_columns()]
-    parts = [pq.read_table(layout.work(stage, shard), columns=columns) for shard in shards]
-    sizes = [p.num_rows for p in parts]
-    keys = pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
-    state = step.fit(keys, sizes)
+    scratch = _scratch_folder(layout, stage, step.name)
+    ctx = FitContext(
+        shards=[layout.work(stage, shard) for shard in shards],
+        shard_sizes=[int(reports[(stage, shard)]["rows_out"]) for shard in shards],
+        scratch=scratch, output=layout.root, map=runner.map, workers=runner.workers,
+    )
+    try:
+        state = step.fit_all(ctx)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - started
     # Account the fit's time to the global step, in the report of the first shard.
     if shards:
         report = reports[(stage, shards[0])]
         report.setdefault("fit_seconds", {})[step.name] = seconds
+    write_json(layout.progress_file(f"fit-{step.name}.json"),
+               {"seconds": round(seconds, 3), "summary": state.summary})
     return state
+
+
+def _scratch_folder(layout: Layout, stage: int, name: str) -> str:
+    """An empty local folder for a fit's intermediate files: under the run's work folder
+    when the output is local, else a temporary folder."""
+    fs, root = fsspec.core.url_to_fs(layout.root)
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols:
+        folder = os.path.join(root, "_work", f"stage-{stage}", f"fit-{name}")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        return folder
+    return tempfile.mkdtemp(prefix=f"assay-fit-{name}-")
 
 
 def _build_manifest(
@@ -507,11 +541,18 @@ def _build_manifest(
     step_list = [per_step[s.name] for s in steps]
     problems = check_accounting(read, step_list, counted["kept"], counted["rejected"],
                                 counted["quarantined"])
-    return build_manifest(
+    manifest = build_manifest(
         settings=settings, inputs=inputs, read=read, steps=step_list, counted=counted,
         problems=problems, n_shards=len(shards), n_stages=len(stages), started=started,
         resumed=resumed, workers=settings.workers,
     )
+    for entry, step in zip(manifest["steps"], steps, strict=True):
+        if isinstance(step, GlobalStep):
+            # What the fit found (clusters, duplicates, ...), kept from the run that fitted.
+            fit = read_json(settings.layout.progress_file(f"fit-{step.name}.json"))
+            if isinstance(fit, dict):
+                entry["fit"] = fit
+    return manifest
 
 
 def _count_output(layout: Layout) -> dict[str, int]:

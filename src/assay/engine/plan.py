@@ -39,12 +39,20 @@ def plan_stages(steps: Sequence[Step]) -> list[Stage]:
             "namespaced by its name, so each step may appear once in a pipeline"
         )
     stages = [Stage(0)]
+    produced: set[str] = set()
     for step in steps:
         if isinstance(step, GlobalStep):
+            missing = [c for c in step.requires() if c not in produced]
+            if missing:
+                raise ValueError(
+                    f"step {step.name} needs column(s) {', '.join(missing)} from an earlier step; "
+                    f"earlier steps produce: {', '.join(sorted(produced)) or 'nothing'}"
+                )
             stages[-1].keys_for = step
             stages.append(Stage(len(stages), apply=step))
         elif isinstance(step, DocumentStep):
             stages[-1].steps.append(step)
         else:
             raise TypeError(f"{type(step).__name__} is neither a DocumentStep nor a GlobalStep")
+        produced.update(step.signal_columns())
     return stages

@@ -1,8 +1,9 @@
 """Every pipeline step, one family per module, registered by name."""
 
-from assay.steps import c4, dedup, fineweb, gopher, language  # noqa: F401  (registers steps)
+from assay.steps import c4, dedup, fineweb, gopher, language, minhash  # noqa: F401  (registers steps)
 from assay.steps.base import (
     DocumentStep,
+    FitContext,
     GlobalState,
     GlobalStep,
     Step,
@@ -16,6 +17,7 @@ from assay.steps.base import (
 
 __all__ = [
     "DocumentStep",
+    "FitContext",
     "GlobalState",
     "GlobalStep",
     "Step",

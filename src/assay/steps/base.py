@@ -17,7 +17,7 @@ Steps never drop rows themselves: the executor splits marked rows into the rejec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -158,23 +158,66 @@ class GlobalState:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FitContext:
+    """What the engine gives a global step to fit on: the stage's shards and a worker pool.
+
+    ``shards`` are the intermediate files of the stage that computed the keys (one per
+    input shard, in input order; each holds every column, keys included) and
+    ``shard_sizes`` their row counts. ``scratch`` is a local folder for intermediate files,
+    empty at the start of the fit and removed with the run's work folder. ``map(fn, items)``
+    runs a module-level function on each item in the worker processes and returns the
+    results in order; ``workers`` says how many run at once. ``output`` is the run's
+    output folder (URL), for artefacts a step publishes next to the data (e.g. a dedup
+    index).
+    """
+
+    shards: list[str]
+    shard_sizes: list[int]
+    scratch: str
+    output: str
+    map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+    workers: int = 1
+
+    def read_columns(self, columns: Sequence[str]) -> pa.Table:
+        """The named columns of every shard, concatenated in input order."""
+        import pyarrow.parquet as pq
+
+        parts = [pq.read_table(path, columns=list(columns)) for path in self.shards]
+        return pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
+
+
 class GlobalStep(Step):
     """A step that needs every row before it can decide (deduplication, selection).
 
     The engine ends a stage at each global step: ``__call__`` adds the per-row keys in the
-    map phase of that stage, :meth:`fit` reads the keys of the whole data set in input
-    order, and :meth:`apply` marks the rows of each shard in the next stage.
+    map phase of that stage, :meth:`fit_all` (by default: :meth:`fit` over the key columns
+    of every row, in input order) decides, and :meth:`apply` marks the rows of each shard
+    in the next stage. Steps whose fit is heavy override :meth:`fit_all` to spread it over
+    the workers.
     """
 
     kind: ClassVar[StepKind] = "global"
 
-    @abstractmethod
+    def requires(self) -> list[str]:
+        """Columns that earlier steps of the pipeline must produce (checked when planning)."""
+        return []
+
+    def fit_all(self, ctx: FitContext) -> GlobalState:
+        """Decide for every row of the data set; see :class:`FitContext`."""
+        from assay.documents import ID
+
+        keys = ctx.read_columns([ID, *self.signal_columns(), *self.requires()])
+        return self.fit(keys, ctx.shard_sizes)
+
     def fit(self, keys: pa.Table, shard_sizes: Sequence[int]) -> GlobalState:
         """Decide from the key columns (plus ``id``) of all rows, in input order.
 
         ``shard_sizes`` gives the number of rows of each shard, in the same order, so the
-        decision can be split per shard.
+        decision can be split per shard. Steps that override :meth:`fit_all` need not
+        implement it.
         """
+        raise NotImplementedError(f"{self.name} implements neither fit nor fit_all")
 
     @abstractmethod
     def apply(self, table: pa.Table, shard_state: Any) -> pa.Table:
