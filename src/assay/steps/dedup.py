@@ -1,4 +1,4 @@
-"""Exact deduplication of whole documents by a hash of their normalised text."""
+"""Exact deduplication of whole documents: by a hash of their normalised text or URL."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from assay.documents import DUPLICATE_OF, ID, REASON, TEXT, signal_column
+from assay.documents import DUPLICATE_OF, ID, REASON, TEXT, URL, signal_column
 from assay.steps.base import GlobalState, GlobalStep, StepParams, register
 
 EXACT_DUPLICATE = "exact_duplicate"
+DUPLICATE_URL = "duplicate_url"
 
 
 def normalize_for_dedup(text: str) -> str:
@@ -33,13 +35,17 @@ def content_hashes(texts: Sequence[str], normalize: bool = True) -> np.ndarray:
     )
 
 
-def first_occurrences(hashes: np.ndarray) -> np.ndarray:
-    """For each row, the index of the first row with the same hash (itself if unique)."""
-    if len(hashes) == 0:
-        return np.zeros(0, dtype=np.int64)
+def first_occurrences(hashes: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """For each row, the index of the first row with the same hash (itself if unique, and
+    for rows that are not ``valid``: they have no key and duplicate nothing)."""
+    out = np.arange(len(hashes), dtype=np.int64)
+    rows = out if valid is None else np.flatnonzero(valid)
+    if len(rows) == 0:
+        return out
     # return_index gives the first occurrence of each value (np.unique sorts stably).
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    return first[inverse.reshape(-1)].astype(np.int64)
+    _, first, inverse = np.unique(hashes[rows], return_index=True, return_inverse=True)
+    out[rows] = rows[first[inverse.reshape(-1)]]
+    return out
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class ExactDedup(GlobalStep):
     """
 
     name: ClassVar[str] = "exact_dedup"
+    reason: ClassVar[str] = EXACT_DUPLICATE
     Params: ClassVar[type[StepParams]] = ExactDedupParams
     signal_types: ClassVar[Mapping[str, pa.DataType]] = {"hash": pa.uint64()}
 
@@ -112,8 +119,10 @@ class ExactDedup(GlobalStep):
             raise ValueError(
                 f"shard sizes add up to {int(sizes.sum())} rows but the keys have {keys.num_rows}"
             )
-        hashes = keys.column(self.key_column).to_numpy()
-        first = first_occurrences(hashes)
+        column = keys.column(self.key_column)
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        hashes = column.cast(pa.uint64()).fill_null(0).to_numpy()
+        first = first_occurrences(hashes, valid)
         duplicates = np.flatnonzero(first != np.arange(len(first)))
         survivor_ids = keys.column(ID).take(pa.array(first[duplicates]))
         if isinstance(survivor_ids, pa.ChunkedArray):
@@ -145,8 +154,48 @@ class ExactDedup(GlobalStep):
                 f"shard has {table.num_rows} rows but was fitted with {shard_state.num_rows}"
             )
         reasons = np.full(table.num_rows, None, dtype=object)
-        reasons[shard_state.rows] = EXACT_DUPLICATE
+        reasons[shard_state.rows] = self.reason
         duplicate_of = np.full(table.num_rows, None, dtype=object)
         duplicate_of[shard_state.rows] = shard_state.duplicate_of.to_numpy(zero_copy_only=False)
         table = table.append_column(REASON, pa.array(reasons, pa.string()))
         return table.append_column(DUPLICATE_OF, pa.array(duplicate_of, pa.string()))
+
+
+def normalize_url(url: str) -> str:
+    """Scheme and host lower-cased, a leading ``www.`` and default ports dropped, the
+    fragment dropped, an empty path written as ``/`` and a trailing ``/`` removed from
+    other paths; query strings are kept (they often select different content)."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").removeprefix("www.")
+    port = parts.port if parts.port not in (None, 80, 443) else None
+    netloc = f"{host}:{port}" if port else host
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, ""))
+
+
+class UrlDedupParams(StepParams):
+    normalize: bool = Field(default=True, description="compare normalised URLs (see normalize_url)")
+
+
+@register
+class UrlDedup(ExactDedup):
+    """URL deduplication: keep the first document of each group with the same URL.
+
+    Crawls fetch the same page more than once (Common Crawl snapshots overlap, and a
+    page is reachable under several spellings of its URL); RefinedWeb (Penedo et al.
+    2023) and FineWeb (Penedo et al. 2024) deduplicate by URL across dumps, and datatrove
+    ships ``UrlDedupFilter``. Key: the xxh3-64 hash of the URL, normalised by
+    :func:`normalize_url` unless ``normalize: false``. Documents without a URL are never
+    duplicates. The first document in input order survives; later ones are rejected as
+    ``duplicate_url`` with ``duplicate_of`` naming it.
+    """
+
+    name: ClassVar[str] = "url_dedup"
+    reason: ClassVar[str] = DUPLICATE_URL
+    Params: ClassVar[type[StepParams]] = UrlDedupParams
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        urls = table.column(URL).to_pylist() if URL in table.column_names else [None] * table.num_rows
+        prepare = normalize_url if self.params.normalize else str
+        hashes = [None if not u else xxhash.xxh3_64_intdigest(prepare(u).encode("utf-8")) for u in urls]
+        return table.append_column(self.key_column, pa.array(hashes, pa.uint64()))

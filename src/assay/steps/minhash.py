@@ -22,8 +22,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import regex
-import xxhash
 from pydantic import Field, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
@@ -36,75 +34,18 @@ from assay.steps.lsh import (
     find_collisions,
     implied_threshold,
 )
+from assay.steps.shingles import mix64, shingle_hashes, word_hashes
 
 NEAR_DUPLICATE = "near-duplicate"
 INDEX_FORMAT = 1
-
-# Words after normalisation: runs of letters, marks and digits of the case-folded text, so
-# punctuation and whitespace of any kind only separate words.
-_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
-
-_MASK32 = np.uint64(0xFFFFFFFF)
-
-
-def normalized_words(text: str) -> list[str]:
-    """The words shingles are made of: case-folded (Unicode's caseless form: lower case,
-    and "ß" and "SS" alike), punctuation and whitespace folded."""
-    return _WORD.findall(text.casefold())
-
-
-# ASCII letters and digits kept (upper case lowered), every other ASCII byte a space.
-_ASCII_WORDS = bytes(
-    (c + 32 if 65 <= c <= 90 else c) if chr(c).isalnum() else 32 for c in range(128)
-) + bytes(range(128, 256))
-
-
-def _words_fast(text: str) -> list[str] | list[bytes]:
-    """``normalized_words``, as UTF-8 bytes for ASCII texts (4x faster; same words)."""
-    if text.isascii():
-        return text.encode("ascii").translate(_ASCII_WORDS).split()
-    return normalized_words(text)
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (Steele et al. 2014): a bijection of uint64 that spreads
-    every input bit over the output, vectorised."""
-    with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-class _WordHashes:
-    """A per-process memo of 64-bit word hashes (xxh3), so a word is hashed once."""
-
-    def __init__(self, seed: int, limit: int = 2_000_000) -> None:
-        self.seed = seed
-        self.limit = limit
-        self.memo: dict[str | bytes, int] = {}
-
-    def of(self, words: list[str] | list[bytes]) -> np.ndarray:
-        """xxh3-64 of each word's UTF-8 bytes (words given as str or as bytes)."""
-        memo = self.memo
-        if len(memo) > self.limit:
-            memo.clear()
-        missing = set(words).difference(memo)
-        if missing:
-            digest = xxhash.xxh3_64_intdigest
-            seed = self.seed
-            memo.update(
-                (w, digest(w if isinstance(w, bytes) else w.encode("utf-8"), seed)) for w in missing
-            )
-        return np.fromiter(map(memo.__getitem__, words), dtype=np.uint64, count=len(words))
 
 
 @dataclass(frozen=True)
 class MinHasher:
     """MinHash signatures of word n-gram sets (Broder 1997).
 
-    A shingle's 32-bit hash comes from its words' xxh3 hashes combined and mixed; each of
+    Words and shingles are those of :mod:`assay.steps.shingles`; a shingle's 32-bit hash
+    comes from its words' 64-bit hashes, weighted, summed and mixed. Each of
     the ``num_perm`` hash functions is ``(a * x + b) mod 2**64``, keeping the top 32 bits,
     Dietzfelbinger's multiply-add-shift family (1996), which is 2-universal. The minimum
     over the shingles of each function is the signature; two documents agree on one
@@ -126,53 +67,34 @@ class MinHasher:
         object.__setattr__(self, "_a", draw(self.num_perm) | np.uint64(1))
         object.__setattr__(self, "_b", draw(self.num_perm))
         object.__setattr__(self, "_weights", draw(self.ngram) | np.uint64(1))
-        object.__setattr__(self, "_words", _WordHashes(self.seed))
-
-    def shingles(self, word_hashes: np.ndarray) -> np.ndarray:
-        """32-bit hashes (as uint64) of the word n-grams of one document; a document with
-        fewer than n words is one shingle of all of them."""
-        n = self.ngram
-        weights = self._weights  # type: ignore[attr-defined]
-        if len(word_hashes) < n:
-            padded = np.zeros(n, dtype=np.uint64)
-            padded[: len(word_hashes)] = word_hashes
-            word_hashes, count = padded, 1
-        else:
-            count = len(word_hashes) - n + 1
-        with np.errstate(over="ignore"):
-            combined = word_hashes[:count] * weights[0]
-            for k in range(1, n):
-                combined += word_hashes[k : k + count] * weights[k]
-        return _mix64(combined) >> np.uint64(32)
 
     def signatures(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(signatures, has_words)``: a (len(texts), num_perm) uint32 matrix, and which
         texts have at least one word (the rows of the others are meaningless)."""
-        words_of = self._words.of  # type: ignore[attr-defined]
-        hashes = [words_of(_words_fast(t)) for t in texts]
-        has_words = np.fromiter((len(h) > 0 for h in hashes), dtype=bool, count=len(texts))
-        parts = [self.shingles(h) if len(h) else h for h in hashes]
+        words, counts = word_hashes(list(texts))
+        shingles, per_text = shingle_hashes(words, counts, self.ngram, self._weights)  # type: ignore[attr-defined]
+        has_words = counts > 0
         signatures = np.full((len(texts), self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
         rows = np.flatnonzero(has_words)
-        # Blocks of documents with up to ~64k shingles, so each pass stays in cache.
+        first = np.cumsum(per_text) - per_text
+        # Blocks of texts with up to ~64k shingles, so each pass stays in cache.
         start = 0
         while start < len(rows):
             end, total = start, 0
-            while end < len(rows) and (end == start or total + len(parts[rows[end]]) <= 65_536):
-                total += len(parts[rows[end]])
+            while end < len(rows) and (end == start or total + per_text[rows[end]] <= 65_536):
+                total += int(per_text[rows[end]])
                 end += 1
             block = rows[start:end]
-            signatures[block] = self._min_hash([parts[i] for i in block])
+            lo = int(first[block[0]])
+            signatures[block] = self._min_hash(shingles[lo : lo + total], per_text[block])
             start = end
         return signatures, has_words
 
-    def _min_hash(self, parts: list[np.ndarray]) -> np.ndarray:
-        """The signature of each document of a block, given its shingle hashes."""
-        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-        shingles = np.concatenate(parts)
-        starts = np.zeros(len(parts), dtype=np.int64)
+    def _min_hash(self, shingles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The signature of each text of a block, given its shingles (texts in order)."""
+        starts = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        out = np.empty((len(parts), self.num_perm), dtype=np.uint64)
+        out = np.empty((len(lengths), self.num_perm), dtype=np.uint64)
         hashed = np.empty_like(shingles)
         # One hash function at a time over the block: 1-D passes run ~10x faster than one
         # (shingles x num_perm) product, which spills out of the cache.
@@ -190,7 +112,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
     key = np.broadcast_to(np.arange(bands, dtype=np.uint64), values.shape[:2]).copy()
     for r in range(rows):
-        key = _mix64(key ^ values[:, :, r] ^ (np.uint64(r) << np.uint64(32)))
+        key = mix64(key ^ values[:, :, r] ^ (np.uint64(r) << np.uint64(32)))
     return key
 
 
@@ -256,9 +178,11 @@ class MinHashDedup(GlobalStep):
     threshold is ``(1/14)**(1/8)`` = 0.72. :func:`assay.steps.lsh.choose_bands` picks
     bands and rows for another threshold and false-positive/negative weights.
 
-    Shingles: words are runs of letters, marks and digits of the case-folded text, so
-    case, punctuation and whitespace are folded away; scripts written without spaces
-    form long "words", so this step suits space-separated languages best.
+    Shingles: the text is case-folded and stripped of accents, digit runs become ``0``,
+    and words are runs of letters, marks and digits, so case, accents, numbers,
+    punctuation and whitespace are folded away (datatrove's ``simplify_text`` for
+    FineWeb, without its English weekday and month names). Scripts written without
+    spaces form long "words", so this step suits space-separated languages best.
 
     Clusters are the connected components of band collisions (union-find). In each, the
     survivor is chosen by ``keep`` (ties: input order); then, in the same order, every
