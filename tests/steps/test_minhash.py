@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assay import Pipeline
+from assay.recipe import load_recipe
+from assay.steps import DocumentStep, Step, StepOutput, register
 from assay.steps.lsh import (
     BucketTask,
     candidate_probability,
@@ -157,19 +161,32 @@ def test_runs_are_deterministic_across_worker_counts(corpus, tmp_path: Path) -> 
     assert folder_digest(tmp_path / "two") == folder_digest(tmp_path / "again")
 
 
+@register
+class QuuxCount(DocumentStep):
+    """Counts the word "quux" (a stand-in for a quality score; tests only)."""
+
+    name = "quux_count_for_test"
+    kind = "signal"
+    signal_types: ClassVar[Mapping[str, pa.DataType]] = {"count": pa.float64()}
+
+    def compute(self, texts: list[str]) -> StepOutput:
+        return StepOutput({"count": [float(t.count("quux")) for t in texts]})
+
+
 def test_survivor_rules(tmp_path: Path) -> None:
     rng = random.Random(3)
     base = _text(rng, 300)
     records = [
-        {"id": "c", "text": base, "score": 0.1},
-        {"id": "a", "text": _edit(rng, base, 0.01) + " extra words here", "score": 0.9},
-        {"id": "b", "text": _edit(rng, base, 0.01), "score": 0.5},
-        {"id": "u", "text": _text(rng, 300), "score": 0.0},
+        {"id": "c", "text": base},
+        {"id": "a", "text": _edit(rng, base, 0.003) + " extra words here"},
+        {"id": "b", "text": _edit(rng, base, 0.003) + " quux"},
+        {"id": "u", "text": _text(rng, 300)},
     ]
     path = write_jsonl(tmp_path / "c.jsonl", records)
 
-    def survivor(**params: object) -> str:
-        run(path, tmp_path / "o", workers=1, **params)
+    def survivor(*steps: Step, **params: object) -> str:
+        Pipeline([*steps, MinHashDedup(**params)]).run(
+            str(path), str(tmp_path / "o"), workers=1, overwrite=True)
         kept = set(read_folder(tmp_path / "o" / "data").column("id").to_pylist())
         assert "u" in kept and len(kept) == 2
         return (kept - {"u"}).pop()
@@ -177,12 +194,9 @@ def test_survivor_rules(tmp_path: Path) -> None:
     assert survivor() == "c"
     assert survivor(keep="lowest_id") == "a"
     assert survivor(keep="longest") == "a"
-    # keep: signal ranks by a column an earlier step produced; here a test step adds it.
-    from assay.pipeline import Pipeline as P
-
+    assert survivor(QuuxCount(), keep="signal", keep_signal="quux_count_for_test.count") == "b"
     with pytest.raises(ValueError, match="needs column"):
-        P([MinHashDedup(keep="signal", keep_signal="quality.score")]).run(
-            str(path), str(tmp_path / "s"), workers=1)
+        survivor(keep="signal", keep_signal="quux_count_for_test.count")
 
 
 def test_against_an_earlier_corpus(corpus, tmp_path: Path) -> None:
@@ -208,10 +222,15 @@ def test_against_an_earlier_corpus(corpus, tmp_path: Path) -> None:
     assert folder_digest(old) == before  # the earlier corpus is untouched
 
 
-def test_against_a_folder_without_index_fails_clearly(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "c.jsonl", [{"id": "x", "text": "some words here and there"}])
-    with pytest.raises(ValueError, match="holds no index"):
-        run(path, tmp_path / "o", workers=1, against=[str(tmp_path)])
+def test_against_a_folder_without_index_fails_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no minhash_dedup index"):
+        MinHashDedup(against=[str(tmp_path)])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\ninput: {{path: {tmp_path}/*.jsonl}}\noutput: {tmp_path}/o\n"
+                      f"steps:\n  - minhash_dedup:\n      against: [{tmp_path}]\n")
+    write_jsonl(tmp_path / "c.jsonl", [{"id": "x", "text": "some words"}])
+    with pytest.raises(ValueError, match=r"r\.yaml:6: against: .*holds no minhash_dedup index"):
+        load_recipe(recipe)
 
 
 def test_documents_without_words_are_never_clustered(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
@@ -143,6 +143,13 @@ class MinHashDedupParams(StepParams):
         description="indexes (or output folders) of earlier corpora: documents that duplicate "
         "them are removed, the earlier corpora are untouched",
     )
+
+    @field_validator("against")
+    @classmethod
+    def _indexes_exist(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            _index_folder(path)
+        return paths
 
     @model_validator(mode="after")
     def _consistent(self) -> MinHashDedupParams:
@@ -432,15 +439,18 @@ def _index_params(p: MinHashDedupParams) -> dict[str, Any]:
             "rows": p.rows, "seed": p.seed}
 
 
+def _index_folder(path: str) -> str:
+    """The index folder that ``path`` names: the folder itself or OUTPUT/index/minhash_dedup."""
+    for folder in (path, os.path.join(path, "index", "minhash_dedup")):
+        if os.path.exists(os.path.join(folder, "index.json")):
+            return folder
+    raise ValueError(f"against: {path} holds no minhash_dedup index (no index.json in it or "
+                     "in index/minhash_dedup/); write one with write_index: true")
+
+
 def _open_index(path: str, p: MinHashDedupParams) -> _Index:
-    folder = path
-    if not os.path.exists(os.path.join(folder, "index.json")):
-        folder = os.path.join(path, "index", "minhash_dedup")
-    manifest_path = os.path.join(folder, "index.json")
-    if not os.path.exists(manifest_path):
-        raise ValueError(f"minhash_dedup against: {path} holds no index (no index.json in it "
-                         "or in index/minhash_dedup/); write one with write_index: true")
-    with open(manifest_path, "rb") as f:
+    folder = _index_folder(path)
+    with open(os.path.join(folder, "index.json"), "rb") as f:
         manifest = orjson.loads(f.read())
     expected = _index_params(p)
     if manifest["params"] != expected:
