@@ -31,12 +31,14 @@ def prepare(corpus_file: str, n_shards: int = 8) -> Path:
 
 def measure(name: str, results: Path, counted_input: Path, command: list[str]) -> dict:
     """Run ``command`` under the harness's ``measure.py`` (wall, CPU of the process tree,
-    peak PSS, docs/s over ``counted_input``) and return its record."""
-    subprocess.run(
-        [sys.executable, str(SHARED / "bench" / "measure.py"), "--name", name,
-         "--input", str(counted_input), "--results", str(results), "--", *command],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+    peak PSS, docs/s over ``counted_input``) and return its record. The job's own output
+    goes to ``NAME.log`` beside ``results``."""
+    with open(results.parent / f"{name}.log", "ab") as log:
+        subprocess.run(
+            [sys.executable, str(SHARED / "bench" / "measure.py"), "--name", name,
+             "--input", str(counted_input), "--results", str(results), "--", *command],
+            check=True, stdout=log, stderr=log,
+        )
     return json.loads(results.read_text().splitlines()[-1])
 
 

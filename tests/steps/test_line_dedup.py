@@ -74,6 +74,12 @@ def test_line_dedup_boilerplate_mode_and_thresholds(tmp_path: Path) -> None:
     assert kept["b"]["text"] == "A second story, about dogs.\nCookie notice"
 
 
+def test_shards_without_removals(tmp_path: Path) -> None:
+    docs = [{"id": f"u{i}", "text": f"line {i}\nother {i}"} for i in range(30)] + DOCS
+    kept, rejected, _ = run(tmp_path, docs, LineDedup())
+    assert len(kept) == 33 and set(rejected) == {"c"}
+
+
 def test_paragraph_units(tmp_path: Path) -> None:
     docs = [{"id": "x", "text": "Intro para.\n\nShared footer\nline two"},
             {"id": "y", "text": "Other intro.\n\n\nShared footer\nline two\n\nEnd."}]

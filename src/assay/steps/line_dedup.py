@@ -163,7 +163,8 @@ class LineDedup(GlobalStep):
         for k in range(len(sizes)):
             g, h = gid[bounds[k] : bounds[k + 1]], key[bounds[k] : bounds[k + 1]]
             rows, starts = np.unique(g, return_index=True)
-            per_shard.append(ShardUnits(int(sizes[k]), rows - offsets[k], np.split(h, starts[1:])))
+            hashes = np.split(h, starts[1:]) if len(rows) else []
+            per_shard.append(ShardUnits(int(sizes[k]), rows - offsets[k], hashes))
         summary: dict[str, Any] = {
             "documents": int(offsets[-1]),
             "frequent_units": int(sum(r[2] for r in results)),
