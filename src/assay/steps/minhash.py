@@ -181,7 +181,7 @@ class MinHashDedup(GlobalStep):
     FineWeb's (Penedo et al. 2024): word 5-gram shingles, 112 hash functions in 14 bands
     of 8 rows. Two documents become candidates when all 8 values of some band agree,
     which happens with probability ``1 - (1 - s**8)**14`` for Jaccard similarity ``s``:
-    0.06 at s = 0.5, 0.52 at s = 0.7, 0.92 at s = 0.8, 0.999 at s = 0.9; the implied
+    0.05 at s = 0.5, 0.21 at 0.6, 0.57 at 0.7, 0.92 at 0.8, 0.9996 at 0.9; the implied
     threshold is ``(1/14)**(1/8)`` = 0.72. :func:`assay.steps.lsh.choose_bands` picks
     bands and rows for another threshold and false-positive/negative weights.
 
