@@ -387,3 +387,27 @@ def test_spilled_buckets_equal_in_memory_buckets(tmp_path: Path) -> None:
         return found[:, np.lexsort(found[::-1])]
 
     assert np.array_equal(edges(10**9, "memory"), edges(48 * 64, "spilled"))
+
+
+def test_against_a_chain_of_indexes(tmp_path: Path) -> None:
+    rng = random.Random(21)
+    first = [{"id": f"f{i}", "text": _text(rng, 200)} for i in range(4)]
+    second = [{"id": "s-copy", "text": _edit(rng, first[0]["text"], 0.003)},
+              {"id": "s-new", "text": _text(rng, 200)}]
+    third = [{"id": "t-copy-of-removed", "text": _edit(rng, second[0]["text"], 0.003)},
+             {"id": "t-copy-of-kept", "text": _edit(rng, second[1]["text"], 0.003)}]
+    run(write_jsonl(tmp_path / "1.jsonl", first), tmp_path / "o1", workers=1, write_index=True)
+    run(write_jsonl(tmp_path / "2.jsonl", second), tmp_path / "o2", workers=1, write_index=True,
+        against=[str(tmp_path / "o1")])
+    removed = read_folder(tmp_path / "o2" / "rejected").to_pylist()
+    assert [(r["id"], r["duplicate_of"]) for r in removed] == [("s-copy", "f0")]
+    # Against both earlier corpora: each copy points at the kept document it resembles.
+    run(write_jsonl(tmp_path / "3.jsonl", third), tmp_path / "o3", workers=1,
+        against=[str(tmp_path / "o2"), str(tmp_path / "o1")])
+    removed = {r["id"]: r["duplicate_of"] for r in read_folder(tmp_path / "o3" / "rejected").to_pylist()}
+    assert removed == {"t-copy-of-removed": "f0", "t-copy-of-kept": "s-new"}
+    # Against the second only, the copy of a document it removed has no kept original there.
+    run(write_jsonl(tmp_path / "3.jsonl", third), tmp_path / "o4", workers=1,
+        against=[str(tmp_path / "o2")])
+    removed = {r["id"]: r["duplicate_of"] for r in read_folder(tmp_path / "o4" / "rejected").to_pylist()}
+    assert removed == {"t-copy-of-kept": "s-new"}

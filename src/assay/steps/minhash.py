@@ -477,8 +477,8 @@ def _old_survivors(against: list[_Index], nodes: np.ndarray) -> tuple[np.ndarray
         seen.add((which, kept))
         sigs.append(np.asarray(index.signatures[kept]))
         ids.append(index.ids[kept].as_py())
-    if not sigs:
-        return np.zeros((0, 0), dtype=np.uint32), []
+    if not sigs:  # every one was removed there: this cluster starts afresh
+        return np.zeros((0, against[0].signatures.shape[1]), dtype=np.uint32), []
     return np.stack(sigs), ids
 
 
