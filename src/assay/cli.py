@@ -27,9 +27,12 @@ from assay.io.readers import InputError
 from assay.pipeline import run_recipe
 from assay.recipe import RecipeError, load_recipe
 from assay.report import print_funnel
+from assay.scaling.cli import fit_command, plan_command
 from assay.steps import step_class, step_names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.command("fit")(fit_command)
+app.command("plan")(plan_command)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one line per error, greppable in logs
 
@@ -108,7 +111,7 @@ def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")]
         errors.print(f"[red]error:[/red] {exc.args[0]}")
         raise typer.Exit(2) from None
     console.print(f"[bold]{name}[/bold] ({cls.kind})\n")
-    console.print(inspect.cleandoc(cls.__doc__ or ""))
+    console.print(_reflow(cls.__doc__ or ""), markup=False)
     table = Table("parameter", "type", "default", "description", title="parameters")
     for field, info in cls.Params.model_fields.items():
         table.add_row(field, _type_name(info.annotation), repr(info.default),
@@ -140,6 +143,21 @@ def inspect_output(
 
 def _first_line(doc: str | None) -> str:
     return inspect.cleandoc(doc or "").split("\n", 1)[0]
+
+
+def _reflow(doc: str) -> str:
+    """A docstring with its hard line breaks joined inside paragraphs and list items, so
+    the terminal wraps it at its own width."""
+    blocks = []
+    for block in inspect.cleandoc(doc).split("\n\n"):
+        items: list[str] = []
+        for line in block.split("\n"):
+            if not items or line.lstrip().startswith(("* ", "- ")):
+                items.append(line.strip())
+            else:
+                items[-1] += " " + line.strip()
+        blocks.append("\n".join(items))
+    return "\n\n".join(blocks)
 
 
 def _type_name(annotation: Any) -> str:
