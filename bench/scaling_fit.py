@@ -9,7 +9,7 @@ median times, the ratio, the best objective each found, and whether assay's fit 
 30 s budget. Also times the 1,000-resample bootstrap.
 
 usage: .venv/bin/python bench/scaling_fit.py [--reps 3] [--peer-stride 10]
-env:   SHARED (default ../shared) for data/reference/chinchilla_epoch_svg_extracted.csv
+data:  tests/fixtures/chinchilla_runs_epoch.csv (Besiroglu et al.'s extraction; see tests/fixtures/README.md)
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from assay.scaling.laws import ChinchillaLaw
 from assay.scaling.runs import Runs, runs_from_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared")).resolve()
-DATA = SHARED / "data" / "reference" / "chinchilla_epoch_svg_extracted.csv"
+DATA = ROOT / "tests" / "fixtures" / "chinchilla_runs_epoch.csv"
 BUDGET_S = 30.0
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from assay.scaling.laws import Law
 from assay.scaling.runs import Runs, runs_from_arrays
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared"))
-EPOCH_CSV = SHARED / "data" / "reference" / "chinchilla_epoch_svg_extracted.csv"
+# Besiroglu et al.'s extraction of the Chinchilla runs (see tests/fixtures/README.md).
+EPOCH_CSV = ROOT / "tests" / "fixtures" / "chinchilla_runs_epoch.csv"
 
 # A coarse grid of Chinchilla starts (192) for tests that do not test the 4,500-start grid.
 COARSE_CHINCHILLA = np.array(list(itertools.product(
@@ -24,9 +22,6 @@ COARSE_CHINCHILLA = np.array(list(itertools.product(
 
 def load_epoch_runs() -> Runs:
     """Besiroglu et al.'s 245 extracted Chinchilla runs less the 5 largest losses (240)."""
-    if not EPOCH_CSV.exists():
-        pytest.fail(f"{EPOCH_CSV} not found: the shared reference data must sit at ../shared "
-                    "(or set SHARED)")
     with EPOCH_CSV.open() as f:
         rows = list(csv.DictReader(f))
     n = np.array([float(r["Model Size"]) for r in rows])
