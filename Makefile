@@ -13,7 +13,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# PyTorch (the `train` extra, part of `dev`) is pinned to the CPU build first, so the
+# extra's `torch>=2.13` is already met and pip never fetches a multi-GB CUDA build.
+TORCH_CPU ?= torch==2.13.0
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_CPU)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(VENV)/.installed $@
 

@@ -25,6 +25,7 @@ from rich.table import Table
 from assay.engine import AccountingError, RunError
 from assay.io.readers import InputError
 from assay.pipeline import run_recipe
+from assay.prepare.cli import prepare_command
 from assay.recipe import RecipeError, load_recipe
 from assay.report import print_funnel
 from assay.scaling.cli import fit_command, plan_command
@@ -33,6 +34,7 @@ from assay.steps import step_class, step_names
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.command("fit")(fit_command)
 app.command("plan")(plan_command)
+app.command("prepare")(prepare_command)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one line per error, greppable in logs
 

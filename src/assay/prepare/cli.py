@@ -1,0 +1,64 @@
+"""The ``assay prepare`` command: run a prepare recipe, or inspect prepared shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from assay.prepare.inspection import print_inspection
+from assay.prepare.mixture import BudgetError
+from assay.prepare.reader import Shards
+from assay.prepare.recipe import load_prepare_recipe
+from assay.prepare.run import PrepareError, prepare
+from assay.prepare.shards import FormatError
+from assay.prepare.tokenizer import TokenizerError
+from assay.recipe import RecipeError
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def prepare_command(
+    recipe: Annotated[Path | None, typer.Argument(help="prepare recipe YAML (tokenizer, mixture, packing)")]
+    = None,
+    inspect: Annotated[Path | None, typer.Option("--inspect", help="print what SHARDS hold, decode a sample")]
+    = None,
+    force: Annotated[bool, typer.Option(help="allow sources repeated beyond their max_epochs")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+    dry_run: Annotated[bool, typer.Option(help="tokenize and plan the mixture, write no shards")] = False,
+    samples: Annotated[int, typer.Option(help="documents to decode with --inspect")] = 2,
+    seed: Annotated[int, typer.Option(help="seed of the --inspect sample")] = 0,
+) -> None:
+    """Tokenize curated outputs into training shards: mixture, repetition limits, packing.
+
+    `assay prepare RECIPE` writes the shards.
+
+    `assay prepare --inspect SHARDS` prints tokens per source, phase and bucket, and decodes a sample.
+    """
+    if (recipe is None) == (inspect is None):
+        errors.print("[red]error:[/red] give a RECIPE or --inspect SHARDS (one of them)")
+        raise typer.Exit(2)
+    try:
+        if inspect is not None:
+            print_inspection(Shards(inspect), console, samples=samples, seed=seed)
+            return
+        assert recipe is not None
+        spec = load_prepare_recipe(recipe)
+        result = prepare(spec, force=force, overwrite=overwrite, dry_run=dry_run,
+                         log=lambda msg: console.print(msg, highlight=False, markup=False))
+    except (RecipeError, PrepareError, TokenizerError, BudgetError, FormatError) as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    m = result.manifest
+    for name, s in m["sources"].items():
+        console.print(f"{name}: {s['tokens']:,} tokens of {s['unique_tokens']:,} unique, "
+                      f"{s['epochs']:.2f} epochs, effective {s['effective_tokens']:,.0f} "
+                      f"({s['effective_fraction']:.0%})", highlight=False)
+    if dry_run:
+        console.print(f"dry run: {m['totals']['tokens']:,} tokens planned; no shards written")
+        return
+    console.print(f"{m['totals']['tokens']:,} tokens in {len(m['phases'])} phase(s) → {result.output}/ "
+                  f"(assay prepare --inspect {result.output})", highlight=False)

@@ -1,0 +1,115 @@
+"""Reading a prepared output with numpy alone: manifest, documents, token files, decoding.
+
+The PyTorch datasets (:mod:`assay.prepare.dataset`) and ``assay prepare --inspect`` are
+built on :class:`Shards`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from assay.prepare import layout
+from assay.prepare.shards import FormatError, TokenFile
+from assay.prepare.tokenizer import Encoder, encoder_from_json
+
+Packing = Literal["concat", "decompose"]
+
+
+class Shards:
+    """A folder written by ``assay prepare``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / layout.MANIFEST
+        if not manifest_path.is_file():
+            raise FormatError(f"{manifest_path} not found: is {self.path} the output of `assay prepare`?")
+        self.manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
+        if self.manifest.get("format") != "assay-shards":
+            raise FormatError(f"{manifest_path}: not an assay-shards manifest")
+
+    @property
+    def phases(self) -> list[str]:
+        return [p["name"] for p in self.manifest["phases"]]
+
+    def phase_index(self, phase: int | str | None) -> int:
+        if phase is None:
+            if len(self.phases) != 1:
+                raise ValueError(f"{self.path} has phases {', '.join(self.phases)}: name one")
+            return 0
+        if isinstance(phase, int):
+            return phase
+        if phase not in self.phases:
+            raise ValueError(f"no phase {phase!r}; phases: {', '.join(self.phases)}")
+        return self.phases.index(phase)
+
+    @cached_property
+    def encoder(self) -> Encoder:
+        tok = self.manifest["tokenizer"]
+        return encoder_from_json((self.path / tok["file"]).read_bytes(), eos=tok["eos"], engine="auto")
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.manifest["tokenizer"]["eos_id"])
+
+    def decode(self, ids: np.ndarray) -> str:
+        return self.encoder.decode(ids)
+
+    def documents(self, phase: int | str | None = None) -> pa.Table:
+        """The phase's documents in training order: position, source, id, curated_source,
+        epoch, tokens (end-of-document token included)."""
+        p = self.phase_index(phase)
+        return pq.read_table(self.path / self.manifest["phases"][p]["documents_file"])
+
+    def packings(self, phase: int | str | None = None) -> list[Packing]:
+        info = self.manifest["phases"][self.phase_index(phase)]
+        return [k for k in ("concat", "decompose") if k in info]  # type: ignore[misc]
+
+    def concat_files(self, phase: int | str | None = None) -> list[TokenFile]:
+        """The concat-and-chunk token files of a phase, in order (one sequence per document)."""
+        info = self.manifest["phases"][self.phase_index(phase)]
+        if "concat" not in info:
+            raise FormatError(f"{self.path}: phase has no concat files (packing.method)")
+        return [TokenFile(self.path / f["file"]) for f in info["concat"]["files"]]
+
+    def buckets(self, phase: int | str | None = None) -> dict[str, tuple[TokenFile, np.ndarray]]:
+        """Dataset Decomposition buckets of a phase: ``{"13": (file, pieces), ..., "rest": ...}``
+        where ``pieces[i]`` is (document position, token offset) of the file's i-th sequence."""
+        p = self.phase_index(phase)
+        info = self.manifest["phases"][p]
+        if "decompose" not in info:
+            raise FormatError(f"{self.path}: phase has no Dataset Decomposition files (packing.method)")
+        out = {}
+        for key, entry in info["decompose"]["buckets"].items():
+            prefix = self.path / entry["file"]
+            out[key] = (TokenFile(prefix), np.load(prefix.parent / f"{prefix.name}.pieces.npy"))
+        return out
+
+    def document_tokens(self, phase: int | str | None, position: int,
+                        packing: Packing = "concat") -> np.ndarray:
+        """Tokens of the document at ``position`` (end-of-document token included), read from
+        the concat files or reassembled from its Dataset Decomposition pieces."""
+        if packing == "concat":
+            info = self.manifest["phases"][self.phase_index(phase)]["concat"]["files"]
+            firsts = [f["first_document"] for f in info]
+            part = int(np.searchsorted(firsts, position, side="right")) - 1
+            return np.asarray(TokenFile(self.path / info[part]["file"])[position - firsts[part]])
+        pieces = []
+        for file, where in self.buckets(phase).values():
+            for i in np.flatnonzero(where[:, 0] == position):
+                pieces.append((int(where[i, 1]), np.asarray(file[int(i)])))
+        pieces.sort(key=lambda item: item[0])
+        return np.concatenate([t for _, t in pieces]) if pieces else np.zeros(0, np.int64)
+
+    def document_text(self, phase: int | str | None, position: int, packing: Packing = "concat") -> str:
+        """Decoded text of a document, without its end-of-document token."""
+        tokens = self.document_tokens(phase, position, packing)
+        if tokens.size and int(tokens[-1]) == self.eos_id:
+            tokens = tokens[:-1]
+        return self.decode(tokens)
