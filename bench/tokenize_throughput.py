@@ -16,29 +16,24 @@ Each job runs under the harness's ``measure.py`` (wall, CPU, peak PSS), interlea
 ``--reps`` times. Prints median MB/s of text, the ratios, the load average, and whether the
 ids agree (tiktoken vs tokenizers: a hash of every document's ids; token totals of all).
 
-usage: python bench/tokenize.py [--reps 3] [--workers 2] [--vocab 32768] [--limit-mb 0] [--assay-hf]
+usage: python bench/tokenize_throughput.py [--reps 3] [--workers 2] [--vocab 32768] [--limit-mb 0]
+                                          [--assay-hf]
 env:   BENCH_HOME (default ~/.cache/assay-bench), SHARED (default ../shared)
 """
 
 from __future__ import annotations
 
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-# This file's name shadows the standard library's `tokenize` (which inspect, linecache and
-# others import): keep its folder after the standard library on the path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
-
-import argparse  # noqa: E402
-import glob  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-from harness import BENCH, ROOT, measure, peer_python, prepare, print_record  # noqa: E402
+from harness import BENCH, ROOT, measure, peer_python, prepare, print_record
 
 WORK = BENCH / "work" / "tokenize"
 EOS = "<|endoftext|>"
@@ -198,7 +193,7 @@ def main() -> None:
     results_dir = BENCH / "results" / tag
     results_dir.mkdir(parents=True, exist_ok=True)
     results = results_dir / "runs.jsonl"
-    me = str(ROOT / "bench" / "tokenize.py")
+    me = str(ROOT / "bench" / "tokenize_throughput.py")
     common = ["--workers", str(args.workers), "--job"]
     names = ["tiktoken", "hf", "assay", *(["assay-hf"] if args.assay_hf else []), "datatrove"]
 
