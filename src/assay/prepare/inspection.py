@@ -59,6 +59,11 @@ def print_inspection(shards: Shards, console: Console, samples: int = 2, seed: i
                 label = "rest (< 2^min)" if key == "rest" else f"2^{key} = {1 << int(key):,}"
                 buckets.add_row(label, f"{b['pieces']:,}", f"{b['tokens']:,}")
             console.print(buckets)
+    if shards.has_heldout:
+        h = m["heldout"]
+        per_source = ", ".join(f"{k} {v['documents']:,}" for k, v in h["sources"].items())
+        console.print(f"held-out split (never trained on): {h['tokens']:,} tokens, {h['documents']:,} "
+                      f"documents ({per_source})", highlight=False)
     for warning in m.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {warning}")
     for doc in sample_documents(shards, samples, seed):

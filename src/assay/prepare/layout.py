@@ -8,6 +8,9 @@
       decompose/phase-PP-NAME/bucket-KK.{bin,idx}    Dataset Decomposition: pieces of 2^KK tokens
       decompose/phase-PP-NAME/bucket-KK.pieces.npy   (document position, token offset) per piece
       decompose/phase-PP-NAME/rest.{bin,idx,pieces.npy}  document ends shorter than 2^min
+      documents/heldout.parquet, concat/heldout/..., decompose/heldout/...
+                                                     the held-out split (``heldout`` in the recipe),
+                                                     laid out as a phase; never trained on
 """
 
 from __future__ import annotations
@@ -20,25 +23,29 @@ from assay.prepare.packing import REST
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 WORK = "_work"
+HELDOUT = "heldout"  # the held-out split's folder name and its name for the reader
 
 
-def phase_dir(p: int, name: str) -> str:
-    """``phase-PP-NAME`` with the name reduced to file-safe characters."""
+def phase_dir(p: int | None, name: str) -> str:
+    """``phase-PP-NAME`` with the name reduced to file-safe characters; ``heldout`` for the
+    held-out split (``p`` None)."""
+    if p is None:
+        return HELDOUT
     return f"phase-{p:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
 
 
-def documents(p: int, name: str) -> Path:
+def documents(p: int | None, name: str) -> Path:
     return Path("documents") / f"{phase_dir(p, name)}.parquet"
 
 
-def concat(p: int, name: str, part: int) -> Path:
+def concat(p: int | None, name: str, part: int) -> Path:
     return Path("concat") / phase_dir(p, name) / f"part-{part:05d}"
 
 
-def bucket(p: int, name: str, log2: int) -> Path:
+def bucket(p: int | None, name: str, log2: int) -> Path:
     return Path("decompose") / phase_dir(p, name) / ("rest" if log2 == REST else f"bucket-{log2:02d}")
 
 
-def pieces(p: int, name: str, log2: int) -> Path:
+def pieces(p: int | None, name: str, log2: int) -> Path:
     prefix = bucket(p, name, log2)
     return prefix.parent / f"{prefix.name}.pieces.npy"

@@ -308,3 +308,22 @@ def _swap_one(sizes: np.ndarray, take: list[int], left: int, window: int = 1024)
     out, into = best
     take[take.index(out)] = into
     return left - int(sizes[into]) + int(sizes[out])
+
+
+def heldout_documents(n_documents: int, fraction: float, rng: np.random.Generator,
+                      max_documents: int | None = None) -> np.ndarray:
+    """Sorted numbers of the documents of a source reserved as held-out data.
+
+    ``round(fraction * n)`` documents drawn uniformly without replacement, at least one when
+    ``fraction > 0`` and at most ``max_documents``; never every document (one always stays
+    for training). An empty array for ``fraction == 0``.
+    """
+    if not 0 <= fraction < 1:
+        raise BudgetError(f"held-out fraction must be in [0, 1), got {fraction:g}")
+    if fraction == 0 or n_documents < 2:
+        return np.zeros(0, dtype=np.int64)
+    k = max(round(fraction * n_documents), 1)
+    if max_documents is not None:
+        k = min(k, max_documents)
+    k = min(k, n_documents - 1)
+    return np.sort(rng.choice(n_documents, size=k, replace=False)).astype(np.int64)

@@ -1,5 +1,8 @@
 """Reading a prepared output with numpy alone: manifest, documents, token files, decoding.
 
+Wherever a phase is asked for, ``"heldout"`` names the held-out split (when the recipe set
+``heldout``): the same files as a phase, never part of :attr:`Shards.phases`.
+
 The PyTorch datasets (:mod:`assay.prepare.dataset`) and ``assay prepare --inspect`` are
 built on :class:`Shards`.
 """
@@ -36,7 +39,19 @@ class Shards:
 
     @property
     def phases(self) -> list[str]:
+        """The training phases, in order (the held-out split is not one)."""
         return [p["name"] for p in self.manifest["phases"]]
+
+    @property
+    def has_heldout(self) -> bool:
+        """Whether ``assay prepare`` reserved a held-out split (``heldout`` in the recipe)."""
+        return layout.HELDOUT in self.manifest
+
+    def _info(self, phase: int | str | None) -> dict[str, Any]:
+        """The manifest entry of a phase, or of the held-out split for ``"heldout"``."""
+        if phase == layout.HELDOUT and self.has_heldout:
+            return self.manifest[layout.HELDOUT]
+        return self.manifest["phases"][self.phase_index(phase)]
 
     def phase_index(self, phase: int | str | None) -> int:
         if phase is None:
@@ -64,16 +79,15 @@ class Shards:
     def documents(self, phase: int | str | None = None) -> pa.Table:
         """The phase's documents in training order: position, source, id, curated_source,
         epoch, tokens (end-of-document token included)."""
-        p = self.phase_index(phase)
-        return pq.read_table(self.path / self.manifest["phases"][p]["documents_file"])
+        return pq.read_table(self.path / self._info(phase)["documents_file"])
 
     def packings(self, phase: int | str | None = None) -> list[Packing]:
-        info = self.manifest["phases"][self.phase_index(phase)]
+        info = self._info(phase)
         return [k for k in ("concat", "decompose") if k in info]  # type: ignore[misc]
 
     def concat_files(self, phase: int | str | None = None) -> list[TokenFile]:
         """The concat-and-chunk token files of a phase, in order (one sequence per document)."""
-        info = self.manifest["phases"][self.phase_index(phase)]
+        info = self._info(phase)
         if "concat" not in info:
             raise FormatError(f"{self.path}: phase has no concat files (packing.method)")
         return [TokenFile(self.path / f["file"]) for f in info["concat"]["files"]]
@@ -81,8 +95,7 @@ class Shards:
     def buckets(self, phase: int | str | None = None) -> dict[str, tuple[TokenFile, np.ndarray]]:
         """Dataset Decomposition buckets of a phase: ``{"13": (file, pieces), ..., "rest": ...}``
         where ``pieces[i]`` is (document position, token offset) of the file's i-th sequence."""
-        p = self.phase_index(phase)
-        info = self.manifest["phases"][p]
+        info = self._info(phase)
         if "decompose" not in info:
             raise FormatError(f"{self.path}: phase has no Dataset Decomposition files (packing.method)")
         out = {}
@@ -96,7 +109,7 @@ class Shards:
         """Tokens of the document at ``position`` (end-of-document token included), read from
         the concat files or reassembled from its Dataset Decomposition pieces."""
         if packing == "concat":
-            info = self.manifest["phases"][self.phase_index(phase)]["concat"]["files"]
+            info = self._info(phase)["concat"]["files"]
             firsts = [f["first_document"] for f in info]
             part = int(np.searchsorted(firsts, position, side="right")) - 1
             return np.asarray(TokenFile(self.path / info[part]["file"])[position - firsts[part]])

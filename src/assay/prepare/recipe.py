@@ -16,6 +16,7 @@ reported as ``FILE:LINE: message`` before any work starts.
         - {name: main, fraction: 0.85}
         - {name: anneal, fraction: 0.15, weights: {udhr: 1.0}}
     packing: {method: both, context: 2048}
+    heldout: {fraction: 0.01}                   # or heldout: 0.01
 
 ``input: out/dedup`` instead of ``mixture`` tokenizes every document of that output once.
 """
@@ -26,8 +27,9 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from assay.prepare.layout import HELDOUT
 from assay.prepare.mixture import DEFAULT_MAX_EPOCHS
 from assay.prepare.tokenizer import DEFAULT_EOS, Engine
 from assay.recipe import RecipeError, _line, _load_yaml, _located
@@ -109,6 +111,14 @@ class PackingSpec(_Strict):
         return self
 
 
+class HeldoutSpec(_Strict):
+    """Documents reserved for evaluation: a seeded share of each source's documents, taken out
+    before the tokenizer sample and the mixture, so no phase ever trains on them."""
+
+    fraction: float = Field(0.0, ge=0, lt=0.5, description="share of each source's documents held out")
+    max_documents: int | None = Field(None, ge=1, description="at most this many per source")
+
+
 class PrepareRecipe(_Strict):
     """A validated prepare recipe."""
 
@@ -120,7 +130,14 @@ class PrepareRecipe(_Strict):
     mixture: MixtureSpec | None = None
     packing: PackingSpec = Field(default_factory=PackingSpec)
     skip_empty: bool = Field(False, description="skip empty documents instead of refusing them")
+    heldout: HeldoutSpec = Field(default_factory=HeldoutSpec, description="the held-out split")
     source: str = Field("<python>", exclude=True, description="the recipe file, for messages")
+
+    @field_validator("heldout", mode="before")
+    @classmethod
+    def _fraction_shorthand(cls, value: Any) -> Any:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return {"fraction": value} if number else value
 
     @model_validator(mode="after")
     def _input_or_mixture(self) -> PrepareRecipe:
@@ -170,6 +187,9 @@ def parse_prepare_recipe(text: str, *, source: str = "<string>") -> PrepareRecip
                 raise RecipeError(source, _line(lines, ("mixture", "phases", i, "weights", name)),
                                   f"phase {phase.name!r} weights unknown source {name!r}; sources: "
                                   f"{', '.join(mixture.sources)}")
+        if phase.name == HELDOUT and recipe.heldout.fraction > 0:
+            raise RecipeError(source, _line(lines, ("mixture", "phases", i, "name")),
+                              f"phase name {HELDOUT!r} is the held-out split's; rename the phase")
     return recipe
 
 

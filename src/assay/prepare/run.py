@@ -37,11 +37,12 @@ from assay.prepare.mixture import (
     check_repetition,
     draw_documents,
     effective_data,
+    heldout_documents,
     plan_targets,
     repeated_token_value,
 )
 from assay.prepare.packing import REST, Pieces, decompose, gather, windows
-from assay.prepare.recipe import MixtureSpec, PrepareRecipe
+from assay.prepare.recipe import HeldoutSpec, MixtureSpec, PrepareRecipe
 from assay.prepare.shards import TokenFile, TokenWriter
 from assay.prepare.tokenizer import Encoder, load_encoder, train_encoder
 
@@ -163,6 +164,25 @@ def load_sources(mixture: MixtureSpec, *, skip_empty: bool, log: Log) -> tuple[l
     return sources, warnings
 
 
+def split_heldout(sources: Sequence[SourceDocs], spec: HeldoutSpec, seed: int,
+                  log: Log) -> tuple[list[SourceDocs], list[SourceDocs]]:
+    """Take each source's held-out documents out (a seeded draw per source); return the
+    training sources and the held-out parts (one per source that gives any, same name)."""
+    train, held = [], []
+    for s in sources:
+        pick = heldout_documents(s.table.num_rows, spec.fraction, _rng(seed, "heldout", s.name),
+                                 spec.max_documents)
+        if pick.size == 0:
+            train.append(s)
+            continue
+        mask = np.zeros(s.table.num_rows, dtype=bool)
+        mask[pick] = True
+        held.append(SourceDocs(s.name, s.spec_path, s.files, s.table.filter(pa.array(mask))))
+        train.append(SourceDocs(s.name, s.spec_path, s.files, s.table.filter(pa.array(~mask))))
+        log(f"source {s.name}: {pick.size:,} document(s) held out")
+    return train, held
+
+
 def _shares(mixture: MixtureSpec, unique: dict[str, int] | None) -> list[SourceShare]:
     shares = []
     for name, s in mixture.sources.items():
@@ -247,6 +267,11 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     tok = recipe.tokenizer
     encoder = load_encoder(tok.path, eos=tok.eos, engine=tok.engine) if tok.path else None
     sources, warnings = load_sources(mixture, skip_empty=recipe.skip_empty, log=say)
+    sources, held = split_heldout(sources, recipe.heldout, recipe.seed, say)
+    if recipe.heldout.fraction > 0 and len(held) < len(sources):
+        warnings.append("held-out split: no document of "
+                        + ", ".join(s.name for s in sources if s.name not in {h.name for h in held})
+                        + " (a source needs at least two documents)")
     timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -271,6 +296,9 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     if work.exists():
         shutil.rmtree(work)
     first_doc, lengths = tokenize_sources(sources, encoder, work / "tokens", say)
+    if held:
+        held_first, held_lengths = tokenize_sources(held, encoder, work / layout.HELDOUT,
+                                                    lambda msg: say(f"held-out {msg}"))
     timings["tokenize"] = time.perf_counter() - clock
     unique = {s.name: int(lengths[first_doc[i]: first_doc[i + 1]].sum()) for i, s in enumerate(sources)}
     shares = _shares(mixture, unique)
@@ -288,6 +316,8 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     orders = [_phase_order(recipe.seed, p, draws, first_doc) for p in range(len(phases))]
     manifest = _manifest(recipe, mixture, encoder, sources, unique, targets, draws, plans, warnings,
                          first_doc, lengths)
+    if held:
+        manifest["heldout"] = _heldout_manifest(recipe.heldout, held, held_first, held_lengths)
     if dry_run:
         shutil.rmtree(work, ignore_errors=True)
         if not any(out.iterdir()):
@@ -307,6 +337,11 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
                                                   lengths, encoder, recipe)
         say(f"phase {phase.name}: {info['tokens']:,} tokens, {info['documents']:,} documents")
     del tokens_file, starts
+    if held:
+        _write_heldout(out, manifest["heldout"], held, held_first, held_lengths, work / layout.HELDOUT,
+                       encoder, recipe)
+        say(f"held-out: {manifest['heldout']['tokens']:,} tokens, {manifest['heldout']['documents']:,} "
+            "documents")
     (out / layout.TOKENIZER).write_bytes(encoder.spec_bytes)
     shutil.rmtree(work)
     timings["write"] = time.perf_counter() - clock
@@ -386,7 +421,35 @@ def _phase_order(seed: int, p: int, draws: Sequence[Sequence[Draw]], first_doc: 
     return PhaseOrder(source, doc, epoch, first_doc[source] + doc)
 
 
-def _write_documents(out: Path, p: int, name: str, order: PhaseOrder, sources: Sequence[SourceDocs],
+def _heldout_manifest(spec: HeldoutSpec, held: Sequence[SourceDocs], first: np.ndarray,
+                      lengths: np.ndarray) -> dict[str, Any]:
+    """The held-out split's entry of the manifest (files are added when written)."""
+    per_source = {s.name: {"documents": s.table.num_rows, "bytes": int(s.n_bytes.sum()),
+                           "tokens": int(lengths[first[i]: first[i + 1]].sum())} for i, s in enumerate(held)}
+    return {"name": layout.HELDOUT, "fraction": spec.fraction, "max_documents": spec.max_documents,
+            "tokens": int(lengths.sum()), "documents": int(lengths.size),
+            "bytes": sum(v["bytes"] for v in per_source.values()),
+            "documents_file": str(layout.documents(None, layout.HELDOUT)), "sources": per_source}
+
+
+def _write_heldout(out: Path, info: dict[str, Any], held: Sequence[SourceDocs], first: np.ndarray,
+                   lengths: np.ndarray, work_file: Path, encoder: Encoder, recipe: PrepareRecipe) -> None:
+    """Write the held-out documents (by source, in curated order) in the packings of the phases."""
+    counts = np.diff(first)
+    order = PhaseOrder(np.repeat(np.arange(len(held), dtype=np.int32), counts),
+                       np.concatenate([np.arange(c, dtype=np.int64) for c in counts]),
+                       np.zeros(int(first[-1]), dtype=np.int32), np.arange(int(first[-1]), dtype=np.int64))
+    tokens_file = TokenFile(work_file)
+    _write_documents(out, None, layout.HELDOUT, order, held, lengths)
+    if recipe.packing.method in ("concat", "both"):
+        info["concat"] = _write_concat(out, None, layout.HELDOUT, order, tokens_file.tokens,
+                                       tokens_file.starts, lengths, encoder, recipe)
+    if recipe.packing.method in ("decompose", "both"):
+        info["decompose"] = _write_decomposed(out, None, layout.HELDOUT, order, tokens_file.tokens,
+                                              tokens_file.starts, lengths, encoder, recipe)
+
+
+def _write_documents(out: Path, p: int | None, name: str, order: PhaseOrder, sources: Sequence[SourceDocs],
                      lengths: np.ndarray) -> None:
     ids = np.empty(order.doc.size, dtype=object)
     curated = np.empty(order.doc.size, dtype=object)
@@ -423,8 +486,9 @@ def _write_pieces(writer: TokenWriter, tokens: np.ndarray, starts: np.ndarray, p
         a = b
 
 
-def _write_concat(out: Path, p: int, name: str, order: PhaseOrder, tokens: np.ndarray, starts: np.ndarray,
-                  lengths: np.ndarray, encoder: Encoder, recipe: PrepareRecipe) -> dict[str, Any]:
+def _write_concat(out: Path, p: int | None, name: str, order: PhaseOrder, tokens: np.ndarray,
+                  starts: np.ndarray, lengths: np.ndarray, encoder: Encoder,
+                  recipe: PrepareRecipe) -> dict[str, Any]:
     doc_lengths = lengths[order.global_doc]
     cum = np.cumsum(doc_lengths)
     files, part, a = [], 0, 0
@@ -448,8 +512,9 @@ def _write_concat(out: Path, p: int, name: str, order: PhaseOrder, tokens: np.nd
             "windows": sum(f["windows"] for f in files)}
 
 
-def _write_decomposed(out: Path, p: int, name: str, order: PhaseOrder, tokens: np.ndarray, starts: np.ndarray,
-                      lengths: np.ndarray, encoder: Encoder, recipe: PrepareRecipe) -> dict[str, Any]:
+def _write_decomposed(out: Path, p: int | None, name: str, order: PhaseOrder, tokens: np.ndarray,
+                      starts: np.ndarray, lengths: np.ndarray, encoder: Encoder,
+                      recipe: PrepareRecipe) -> dict[str, Any]:
     pk = recipe.packing
     buckets = decompose(lengths[order.global_doc], pk.min_log2, pk.max_log2)
     info: dict[str, Any] = {"min_log2": pk.min_log2, "max_log2": pk.max_log2, "buckets": {}}

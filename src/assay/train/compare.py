@@ -1,0 +1,239 @@
+"""``assay compare``: the same proxy model trained on each data recipe, with seeds.
+
+The way DCLM (Li et al. 2024), "A Pretrainer's Guide to Training Data" (Longpre et al.
+2024) and the data-selection papers judge data: fix the model, the token budget and the
+tokenizer, train once per recipe and seed, and compare held-out metrics.
+
+- **Common random numbers**: seed k initialises every recipe's model identically and draws
+  its batches with the same seed, so the difference between two recipes at seed k is due to
+  their data alone. The comparison is therefore *paired* by seed: the interval of the
+  difference B - A is the t interval of the mean of the per-seed differences (n - 1 degrees
+  of freedom; Student 1908). Two identical recipes give identical runs and an interval of
+  exactly [0, 0].
+- **One evaluation set** for all recipes: the held-out split of the first recipe (or of
+  ``--eval SHARDS``), less every document that any recipe trains on (matched by curated
+  source and id), so no model is scored on its training data. All recipes must share one
+  tokenizer (their token counts and losses are then comparable; bits per byte would also
+  compare across tokenizers, but the budget in tokens would not).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from scipy import stats
+
+from assay.prepare.layout import HELDOUT, MANIFEST
+from assay.prepare.reader import Shards
+from assay.train.evaluate import EvalSet, heldout_set
+from assay.train.trainer import TrainConfig, Trainer, TrainError, phase_tokens
+
+Callback = Callable[[str, int, dict[str, Any]], None]
+
+
+def summary(values: Sequence[float], confidence: float = 0.95) -> dict[str, float | None]:
+    """Mean, sample standard deviation and the t interval of the mean (None with one value)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = x.size
+    mean = float(x.mean())
+    if n < 2:
+        return {"mean": mean, "std": None, "low": None, "high": None, "n": n}
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """B - A paired by seed: mean, std of the differences, t interval, and whether the
+    interval excludes zero (None when there is a single seed)."""
+    if len(a) != len(b):
+        raise ValueError("a paired comparison needs the same seeds for both recipes")
+    d = summary(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64), confidence)
+    low, high = d["low"], d["high"]
+    d["significant"] = None if low is None or high is None else bool(low > 0 or high < 0)
+    return d
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A data recipe to compare: a display name and its prepared shards."""
+
+    name: str
+    shards: Path
+
+
+def resolve_recipes(paths: Sequence[str | Path],
+                    log: Callable[[str], None] = lambda _m: None) -> list[Recipe]:
+    """Shards folders as they are; a prepare recipe YAML becomes its output folder, prepared
+    first when it holds no shards yet. Names are the shards' names, made unique."""
+    from assay.prepare import load_prepare_recipe, prepare
+
+    out: list[Recipe] = []
+    seen: dict[str, int] = {}
+    for path in paths:
+        p = Path(path)
+        if p.suffix in (".yaml", ".yml") and p.is_file():
+            recipe = load_prepare_recipe(p)
+            folder = Path(recipe.output)
+            if not (folder / MANIFEST).exists():
+                log(f"preparing {p} -> {folder}")
+                prepare(recipe, log=log)
+        else:
+            folder = p
+        name = str(Shards(folder).manifest.get("name") or folder.name)
+        seen[name] = seen.get(name, 0) + 1
+        out.append(Recipe(name if seen[name] == 1 else f"{name}#{seen[name]}", folder))
+    return out
+
+
+def training_documents(shards: Shards) -> set[tuple[str, str]]:
+    """(curated source, id) of every document any phase of ``shards`` trains on."""
+    keys: set[tuple[str, str]] = set()
+    for phase in shards.phases:
+        docs = shards.documents(phase)
+        keys.update(_keys(docs))
+    return keys
+
+
+def _keys(docs: Any) -> list[tuple[str, str]]:
+    """(curated source, id) of each row of a documents table."""
+    return list(zip(docs.column("curated_source").to_pylist(), docs.column("id").to_pylist(), strict=True))
+
+
+def shared_eval_set(recipes: Sequence[Recipe], context: int, eval_shards: str | Path | None = None,
+                    max_documents: int | None = None) -> tuple[EvalSet, dict[str, Any]]:
+    """The held-out set every recipe is scored on, and a note of what was left out."""
+    all_shards = [Shards(r.shards) for r in recipes]
+    source = Shards(eval_shards) if eval_shards else all_shards[0]
+    sha = source.manifest["tokenizer"]["sha256"]
+    other = [r.name for r, s in zip(recipes, all_shards, strict=True)
+             if s.manifest["tokenizer"]["sha256"] != sha]
+    if other:
+        raise TrainError(f"recipes {', '.join(other)} use another tokenizer than {source.path}: compare "
+                         "needs one tokenizer (give every prepare recipe the same tokenizer.path)")
+    if not source.has_heldout:
+        raise TrainError(f"{source.path} has no held-out split: add `heldout: {{fraction: 0.01}}` to its "
+                         "prepare recipe, or pass --eval SHARDS")
+    trained: set[tuple[str, str]] = set()
+    for s in all_shards:
+        trained |= training_documents(s)
+    docs = source.documents(HELDOUT)
+    overlap = set(_keys(docs)) & trained
+    try:
+        data = heldout_set(source, context, max_documents, exclude=overlap)
+    except ValueError:
+        raise TrainError(f"every held-out document of {source.path} is trained on by some recipe; pass "
+                         "--eval SHARDS with a held-out split none of them uses") from None
+    note = {"shards": str(source.path), "documents": int(sum(data.documents.values())),
+            "left_out": len(overlap), "tokens": data.n_tokens, "bytes": int(sum(data.bytes.values()))}
+    return data, note
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def run_compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: str | Path,
+                eval_shards: str | Path | None = None, confidence: float = 0.95,
+                callback: Callback | None = None) -> dict[str, Any]:
+    """Train ``base`` on every recipe for seeds ``base.seed .. base.seed + seeds - 1``; return
+    (and write to ``OUT/compare.json``) per-run metrics, per-recipe summaries and the paired
+    differences of every recipe against the first; ``curves`` (also ``OUT/curves.json``)
+    holds each run's logged training and held-out losses."""
+    if len(recipes) < 2 or seeds < 1:
+        raise TrainError("compare needs at least two recipes and one seed")
+    out = Path(out)
+    context = base.context or int(Shards(recipes[0].shards).manifest["packing"]["context"])
+    if base.tokens is None:  # the same budget for every recipe: what the smallest one holds
+        base = replace(base, tokens=min(phase_tokens(Shards(r.shards), base.phases or Shards(r.shards).phases)
+                                        for r in recipes))
+    data, eval_note = shared_eval_set(recipes, context, eval_shards, base.eval_documents)
+    runs: list[dict[str, Any]] = []
+    curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for seed in range(base.seed, base.seed + seeds):
+        for r in recipes:
+            config = replace(base, shards=str(r.shards), seed=seed,
+                             out=str(out / _slug(r.name) / f"seed-{seed}"))
+            records: list[dict[str, Any]] = []
+
+            def hook(record: dict[str, Any], name: str = r.name, seed: int = seed,
+                     records: list[dict[str, Any]] = records) -> None:
+                records.append(record)
+                if callback is not None:
+                    callback(name, seed, record)
+
+            result = Trainer(config, callback=hook, eval_set=data).train()
+            heldout = result["heldout"]
+            runs.append({"recipe": r.name, "seed": seed, "loss": heldout["loss"], "bpb": heldout["bpb"],
+                         "sources": {k: v["bpb"] for k, v in heldout["sources"].items()},
+                         "tokens": result["tokens"], "train_seconds": result["train_seconds"],
+                         "final_train_loss": next((x["loss"] for x in reversed(records)
+                                                   if x["kind"] == "train"), None)})
+            curves.setdefault(r.name, {})[seed] = [x for x in records if x["kind"] in ("train", "eval")]
+    result = {"recipes": [{"name": r.name, "shards": str(r.shards)} for r in recipes], "seeds": seeds,
+              "confidence": confidence, "eval": eval_note, "config": base.to_dict(), "runs": runs,
+              **compare_runs(runs, [r.name for r in recipes], confidence)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2
+                                                    | orjson.OPT_SERIALIZE_NUMPY))
+    (out / "curves.json").write_bytes(orjson.dumps(curves, option=orjson.OPT_SERIALIZE_NUMPY
+                                                   | orjson.OPT_NON_STR_KEYS))
+    return {**result, "curves": curves}
+
+
+def compare_runs(runs: Sequence[dict[str, Any]], names: Sequence[str],
+                 confidence: float = 0.95) -> dict[str, Any]:
+    """Per-recipe summaries of ``loss``, ``bpb`` and each source's bpb, and paired differences
+    against the first recipe (runs matched by seed)."""
+    by = {n: sorted((r for r in runs if r["recipe"] == n), key=lambda r: r["seed"]) for n in names}
+    metrics = ["loss", "bpb", *[f"bpb:{s}" for s in sorted({s for r in runs for s in r["sources"]})]]
+
+    def values(name: str, metric: str) -> list[float]:
+        if metric.startswith("bpb:"):
+            return [r["sources"][metric[4:]] for r in by[name]]
+        return [r[metric] for r in by[name]]
+
+    summaries = {n: {m: summary(values(n, m), confidence) for m in metrics} for n in names}
+    base = names[0]
+    differences = {n: {m: paired_difference(values(base, m), values(n, m), confidence) for m in metrics}
+                   for n in names[1:]}
+    return {"metrics": metrics, "summaries": summaries, "differences": differences, "baseline": base}
+
+
+def plot_curves(curves: dict[str, dict[int, list[dict[str, Any]]]], path: str | Path) -> Path:
+    """Training loss against tokens, mean over seeds, one line per recipe; held-out losses
+    as markers (needs ``pip install 'assay[plot]'``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, per_seed in curves.items():
+        train = [[(x["tokens"], x["loss"]) for x in recs if x["kind"] == "train"]
+                 for recs in per_seed.values()]
+        length = min(len(t) for t in train)
+        tokens = np.array([t[0] for t in train[0][:length]], dtype=np.float64)
+        loss = np.mean([[v for _, v in t[:length]] for t in train], axis=0)
+        (line,) = ax.plot(tokens, loss, label=f"{name} (train, mean of {len(train)} seeds)")
+        evals = [(x["tokens"], x["heldout"]["loss"]) for recs in per_seed.values() for x in recs
+                 if x["kind"] == "eval"]
+        if evals:
+            ax.scatter(*zip(*evals, strict=True), color=line.get_color(), marker="o", s=18,
+                       label=f"{name} (held-out)")
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

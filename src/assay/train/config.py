@@ -1,0 +1,75 @@
+"""The configuration of a training run: plain values with defaults (nanoGPT-style), and no
+PyTorch import, so the ``assay`` command starts without it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Packing = Literal["concat", "buckets"]
+Precision = Literal["auto", "bf16", "fp32"]
+Schedule = Literal["cosine", "wsd", "power", "constant"]
+DecayShape = Literal["linear", "cosine", "sqrt"]
+Mlp = Literal["gelu", "swiglu"]
+Positions = Literal["rope", "learned"]
+# Fields that may differ between a run and its resumption (they do not change the result).
+RESUME_FREE = ("out", "threads", "log_every", "checkpoint_every", "eval_every", "eval_documents",
+               "eval_shards", "cloze", "compile", "device")
+
+
+class TrainError(ValueError):
+    """A run that cannot start: bad configuration, shards without what it needs, a checkpoint
+    of another run."""
+
+
+@dataclass
+class TrainConfig:
+    """A training run. ``None`` means: from the shards (context, tokens) or from the Step Law
+    (learning rate, batch)."""
+
+    shards: str
+    out: str | None = None
+    model: str = "tiny"
+    mlp: Mlp = "gelu"
+    positions: Positions = "rope"
+    context: int | None = None
+    tokens: int | None = None
+    batch_tokens: int | None = None
+    micro_batch_tokens: int | None = None
+    lr: float | None = None
+    schedule: Schedule = "cosine"
+    warmup: float = 0.05
+    decay: float = 0.2
+    decay_shape: DecayShape = "sqrt"
+    min_lr_ratio: float | None = None
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    packing: Packing = "concat"
+    phases: list[str] | None = None
+    seed: int = 0
+    precision: Precision = "auto"
+    compile: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    eval_every: int = 0
+    eval_documents: int | None = None
+    eval_shards: str | None = None
+    cloze: str | None = None
+    log_every: int = 10
+    checkpoint_every: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_count(text: str) -> int:
+    """``20M`` -> 20,000,000; ``500k``, ``1.5B``, ``2e6``, ``1_000`` (case-insensitive)."""
+    t = text.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}.get(t[-1:], 1.0)
+    value = float(t[:-1] if t[-1:] in "kmbgt" else t) * scale
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"not a positive count: {text!r}")
+    return round(value)
