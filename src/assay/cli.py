@@ -30,12 +30,14 @@ from assay.recipe import RecipeError, load_recipe
 from assay.report import print_funnel
 from assay.scaling.cli import fit_command, plan_command
 from assay.steps import step_class, step_names
+from assay.steps.select.cli import select_app
 from assay.train.cli import compare_command, sweep_command, train_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.command("fit")(fit_command)
 app.command("plan")(plan_command)
 app.command("prepare")(prepare_command)
+app.add_typer(select_app, name="select")
 app.command("train")(train_command)
 app.command("compare")(compare_command)
 app.command("sweep")(sweep_command)

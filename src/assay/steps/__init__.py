@@ -1,6 +1,6 @@
 """Every pipeline step, one family per module, registered by name."""
 
-from assay.steps import c4, dedup, fineweb, gopher, language, line_dedup, minhash  # noqa: F401
+from assay.steps import c4, dedup, fineweb, gopher, language, line_dedup, minhash, select  # noqa: F401
 from assay.steps.base import (
     DocumentStep,
     FitContext,

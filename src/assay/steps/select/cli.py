@@ -1,0 +1,116 @@
+"""The ``assay select`` commands: fit selector models that recipe steps then use.
+
+* ``assay select train-classifier --positive P --negative N --out MODEL`` (quality_classifier)
+* ``assay select train-lm REFERENCE --out MODEL`` (perplexity)
+* ``assay select embed-target TARGET --out MODEL`` (embedding_similarity; extra ``embed``)
+* ``assay select show MODEL``: what a model folder holds and how it was fitted
+
+``dsir`` needs no separate fit: its step fits the target and raw distributions in the run
+(``OUTPUT/models/dsir``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from assay.io.readers import InputError
+from assay.steps.select.classifier import train_classifier
+from assay.steps.select.model_files import read_manifest
+from assay.steps.select.perplexity import train_lm
+from assay.steps.select.sources import ExampleSet, read_texts
+
+select_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="Fit selector models (classifier, n-gram LM, embedded targets).")
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def _texts(paths: list[str], text_field: str) -> list[str]:
+    try:
+        return read_texts(ExampleSet.of(paths, text_field))
+    except InputError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@select_app.command("train-classifier")
+def train_classifier_command(
+    positive: Annotated[list[str], typer.Option(help="good examples: JSONL/Parquet, globs, assay outputs")],
+    negative: Annotated[list[str], typer.Option(help="random/bad examples, as --positive")],
+    out: Annotated[Path, typer.Option(help="model folder to write")],
+    text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
+    ngrams: Annotated[int, typer.Option(help="word n-grams up to this order (DCLM: 2)")] = 2,
+    buckets: Annotated[int, typer.Option(help="hash buckets")] = 2**20,
+    l2: Annotated[float, typer.Option(help="L2 penalty")] = 1e-3,
+    validation: Annotated[float, typer.Option(help="held-out share for the metrics")] = 0.1,
+    seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
+) -> None:
+    """Train a quality classifier (hashed uni+bigram logistic regression) and save it."""
+    model = train_classifier(_texts(positive, text_field), _texts(negative, text_field), ngrams=ngrams,
+                             num_buckets=buckets, l2=l2, validation=validation, seed=seed)
+    model.info["sources"] = {"positive": positive, "negative": negative}
+    model.save(str(out))
+    training, held_out = model.info["training"], model.info.get("held_out")
+    console.print(f"trained on {training['positives']:,} positives and {training['negatives']:,} negatives "
+                  f"({training['iterations']} L-BFGS iterations) → {out}", highlight=False)
+    if held_out:
+        console.print(f"held out ({held_out['documents']:,}): AUC {held_out['auc']}, precision "
+                      f"{held_out['precision']}, recall {held_out['recall']}, "
+                      f"accuracy {held_out['accuracy']}",
+                      highlight=False)
+
+
+@select_app.command("train-lm")
+def train_lm_command(
+    reference: Annotated[list[str], typer.Argument(help="reference text: JSONL/Parquet or assay outputs")],
+    out: Annotated[Path, typer.Option(help="model folder to write")],
+    text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
+    order: Annotated[int, typer.Option(min=1, max=6, help="n-gram order")] = 3,
+    validation: Annotated[float, typer.Option(help="held-out share for the p30/p60 cutoffs")] = 0.1,
+    seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
+) -> None:
+    """Train a Kneser-Ney n-gram language model for the perplexity step and save it."""
+    model = train_lm(_texts(reference, text_field), order=order, validation=validation, seed=seed)
+    model.info["sources"] = {"reference": reference}
+    model.save(str(out))
+    training = model.info["training"]
+    console.print(f"{order}-gram model of {training['texts']:,} texts, {training['tokens']:,} tokens "
+                  f"→ {out}", highlight=False)
+    if "held_out" in model.info:
+        h = model.info["held_out"]
+        console.print(f"held-out perplexity ({h['texts']:,} texts): p30 {h['p30']}, median {h['median']}, "
+                      f"p60 {h['p60']}", highlight=False)
+
+
+@select_app.command("embed-target")
+def embed_target_command(
+    target: Annotated[list[str], typer.Argument(help="target examples: JSONL/Parquet or assay outputs")],
+    out: Annotated[Path, typer.Option(help="target folder to write")],
+    text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
+) -> None:
+    """Embed target examples with all-MiniLM-L6-v2 for the embedding_similarity step."""
+    from assay.steps.select.embedding import ModelMissing, embed_target, save_target
+
+    texts = _texts(target, text_field)
+    try:
+        save_target(str(out), embed_target(texts), target)
+    except ModelMissing as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"embedded {len(texts):,} target texts → {out}", highlight=False)
+
+
+@select_app.command("show")
+def show_command(model: Annotated[Path, typer.Argument(help="a model folder")]) -> None:
+    """Print a model folder's manifest: kind, parameters, training sets and metrics."""
+    try:
+        manifest = read_manifest(str(model))
+    except ValueError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print_json(orjson.dumps(manifest).decode())

@@ -1,0 +1,64 @@
+"""Reading example sets (targets, positives, negatives, reference corpora) for selectors.
+
+An example set is a list of JSONL or Parquet files, globs or fsspec URLs, or the output
+folder of an earlier assay run (its kept documents, ``OUTPUT/data/``). Records are read
+with the same readers as a run's input; malformed records are skipped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import fsspec
+
+from assay.io.readers import FieldMap, InputError, InputFile, decode_chunk, plan_chunks, resolve_inputs
+
+CHUNK_BYTES = 4_000_000
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    """Where an example set is: paths (files, globs, URLs or assay output folders) and the
+    field that holds the text."""
+
+    paths: tuple[str, ...]
+    text_field: str = "text"
+
+    @classmethod
+    def of(cls, paths: str | Sequence[str], text_field: str = "text") -> ExampleSet:
+        return cls((paths,) if isinstance(paths, str) else tuple(paths), text_field)
+
+    def files(self) -> list[InputFile]:
+        """The files of the set; an assay output folder stands for its ``data/`` files."""
+        return resolve_inputs([_expand(p) for p in self.paths])
+
+
+def _expand(path: str) -> str:
+    fs, local = fsspec.core.url_to_fs(path)
+    if fs.isdir(local):
+        if fs.exists(f"{local.rstrip('/')}/manifest.json"):
+            for pattern in ("*.parquet", "*.jsonl*"):
+                if fs.glob(f"{local.rstrip('/')}/data/{pattern}"):
+                    return f"{path.rstrip('/')}/data/{pattern}"
+            raise InputError(f"{path}: an assay output with no kept documents in data/")
+        raise InputError(f"{path} is a folder but not an assay output (no manifest.json)")
+    return path
+
+
+def check_example_set(paths: str | Sequence[str]) -> None:
+    """Raise ValueError (InputError) when ``paths`` name no readable file."""
+    ExampleSet.of(paths).files()
+
+
+def iter_texts(examples: ExampleSet, files: Sequence[InputFile] | None = None) -> Iterator[list[str]]:
+    """The texts of an example set (or of some of its ``files``), in batches of a few MB."""
+    fields = FieldMap(text=examples.text_field)
+    for chunk in plan_chunks(list(files) if files is not None else examples.files(), CHUNK_BYTES):
+        table, _bad = decode_chunk(chunk, fields)
+        yield table.column("text").to_pylist()
+
+
+def read_texts(examples: ExampleSet) -> list[str]:
+    """Every text of an example set, in order."""
+    return [text for batch in iter_texts(examples) for text in batch]

@@ -1,0 +1,51 @@
+"""`assay select`: train models from files, show them, and use them from a recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from select_helpers import make_docs, read_folder, write_jsonl
+from typer.testing import CliRunner
+
+from assay.cli import app
+
+runner = CliRunner()
+
+
+def test_train_classifier_show_and_run_a_recipe(tmp_path: Path) -> None:
+    good = write_jsonl(tmp_path / "good.jsonl", make_docs(1, {"ka": 60}, "g"))
+    bad = write_jsonl(tmp_path / "bad.jsonl", make_docs(2, {"mi": 60}, "b"))
+    model = tmp_path / "clf"
+    result = runner.invoke(app, ["select", "train-classifier", "--positive", str(good),
+                                 "--negative", str(bad), "--out", str(model), "--buckets", "4096"])
+    assert result.exit_code == 0, result.output
+    assert "AUC 1.0" in result.output
+    shown = runner.invoke(app, ["select", "show", str(model)])
+    assert shown.exit_code == 0 and '"kind": "quality_classifier"' in shown.output
+
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", make_docs(3, {"ka": 10, "mi": 10}, "c"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: q\ninput:\n  path: {corpus}\noutput: {tmp_path / 'out'}\nsteps:\n"
+                      f"  - quality_classifier: {{model: {model}, top_fraction: 0.5}}\n")
+    ran = runner.invoke(app, ["run", str(recipe), "--workers", "1"])
+    assert ran.exit_code == 0, ran.output
+    kept = read_folder(tmp_path / "out" / "data").column("id").to_pylist()
+    assert sorted(i[1:3] for i in kept) == ["ka"] * 10
+
+
+def test_train_lm_reports_its_held_out_cutoffs(tmp_path: Path) -> None:
+    reference = write_jsonl(tmp_path / "ref.jsonl", make_docs(1, {"zo": 50}, "z"))
+    result = runner.invoke(app, ["select", "train-lm", str(reference), "--out", str(tmp_path / "lm"),
+                                 "--order", "2"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "lm" / "manifest.json").read_text())
+    assert manifest["kind"] == "ngram_lm" and manifest["params"]["order"] == 2
+    assert f"p30 {manifest['held_out']['p30']}" in result.output
+
+
+def test_missing_inputs_and_models_are_errors(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.jsonl")
+    result = runner.invoke(app, ["select", "train-lm", missing, "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "matches no file" in result.output
+    assert runner.invoke(app, ["select", "show", str(tmp_path)]).exit_code == 2
