@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pyarrow as pa
@@ -346,28 +347,73 @@ def reference_duplicates(words: list[str], n: int) -> int:
     return total
 
 
-def test_ngram_counts_match_datatrove_semantics_on_random_texts() -> None:
-    import random
+def random_words(rng: random.Random) -> list[str]:
+    """Words from a small vocabulary (some of them concatenations of others, so that
+    different n-grams can join to the same string), with copies of earlier stretches."""
+    vocab = ["a", "b", "ab", "ba", "c", "abc", "x", "y"][: rng.randint(1, 8)]
+    words: list[str] = []
+    target = rng.randint(0, 60)
+    while len(words) < target:
+        if words and rng.random() < 0.3:
+            i = rng.randrange(len(words))
+            words += words[i : rng.randint(i, min(len(words), i + 15))]
+        else:
+            words.append(rng.choice(vocab))
+    return words
 
-    from assay.steps.gopher import duplicate_ngram_chars, top_ngram_chars
+
+@pytest.mark.parametrize("sweeps", [32, 1, 0])
+def test_ngram_counts_match_datatrove_semantics_on_random_texts(
+    sweeps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Documents are counted in batches of random sizes, as the step does; with few or no
+    # sweeps the scan settles linked runs one by one instead.
+    from assay.steps import gopher
     from assay.steps.text import NgramHashes, WordSplitter
 
+    monkeypatch.setattr(gopher, "_MAX_SWEEPS", sweeps)
     splitter = WordSplitter()
-    rng = random.Random(0)
+    rng = random.Random(sweeps)
     ns = list(range(1, 12))
-    for _ in range(1500):
-        vocab = ["a", "b", "ab", "ba", "c", "abc", "x", "y"][: rng.randint(1, 8)]
-        words: list[str] = []
-        target = rng.randint(0, 60)
-        while len(words) < target:  # random words and copies of earlier stretches
-            if words and rng.random() < 0.3:
-                i = rng.randrange(len(words))
-                words += words[i : rng.randint(i, min(len(words), i + 15))]
-            else:
-                words.append(rng.choice(vocab))
-        ids = splitter.word_ids(" ".join(words))
+    docs = [random_words(rng) for _ in range(1500)]
+    i = 0
+    while i < len(docs):
+        batch = docs[i : i + rng.randint(1, 40)]
+        i += len(batch)
+        ids = [splitter.word_ids(" ".join(words)) for words in batch]
         attrs = splitter.attributes()
-        duplicates = duplicate_ngram_chars(NgramHashes(ids, attrs, False), ns)
-        assert duplicates == [reference_duplicates(words, n) for n in ns], words
-        top = top_ngram_chars(NgramHashes(ids, attrs, True), ns)
-        assert top == [reference_top(words, n) for n in ns], words
+        duplicates = gopher.duplicate_ngram_chars(NgramHashes(ids, attrs, False), ns)
+        top = gopher.top_ngram_chars(NgramHashes(ids, attrs, True), ns)
+        for j, words in enumerate(batch):
+            assert duplicates[:, j].tolist() == [reference_duplicates(words, n) for n in ns], words
+            assert top[:, j].tolist() == [reference_top(words, n) for n in ns], words
+
+
+def test_group_keys_sharing_high_bits() -> None:
+    # Four entries need 2 index bits; keys 8 and 9 only differ below them, so the packed
+    # sort interleaves them within document 0 and the full-key sort must take over. Key 8
+    # in document 1 is a group of its own.
+    from assay.steps.gopher import _group
+
+    keys = np.array([8, 9, 8, 9, 8])
+    docs = np.array([0, 0, 0, 0, 1])
+    order, starts = _group(keys, docs)
+    groups = [group.tolist() for group in np.split(order, starts[1:])]
+    assert sorted(groups) == [[0, 2], [1, 3], [4]]  # each group in entry order
+
+
+@pytest.mark.parametrize("slice_words", [1 << 16, 40, 1])
+def test_repetition_batch_equals_one_by_one(slice_words: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Signals do not depend on which documents share a batch, nor on how the batch is
+    # sliced for the n-gram counts.
+    from assay.steps import gopher
+
+    monkeypatch.setattr(gopher, "_SLICE_WORDS", slice_words)
+    rng = random.Random(1)
+    texts = ["", "a b c d e a b c d e", "x " * 30, GOOD, "   "]
+    texts += [" ".join(random_words(rng)) for _ in range(40)]
+    batch = GopherRepetition().compute(texts).signals
+    for i, text in enumerate(texts):
+        alone = GopherRepetition().compute([text]).signals
+        for name in batch:
+            assert batch[name][i] == alone[name][0], (name, text)

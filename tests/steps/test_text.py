@@ -68,19 +68,33 @@ def test_word_ids_and_attributes() -> None:
 
 
 def test_ngram_hashes_match_strings() -> None:
+    # A batch of documents: keys of one document's n-grams are equal exactly when the
+    # joined strings are; n-grams never span two documents.
     splitter = WordSplitter()
-    text = "a b a b ab c a bc a b"
-    words = text.split()
-    ids = splitter.word_ids(text)
+    texts = ["a b a b ab c a bc a b", "", "ab c", "a b a b ab"]
+    docs = [text.split() for text in texts]
+    ids = [splitter.word_ids(text) for text in texts]
     for spaced, sep in ((True, " "), (False, "")):
         hashes = NgramHashes(ids, splitter.attributes(), spaced)
+        assert hashes.n_docs == 4 and hashes.doc_starts.tolist() == [0, 10, 10, 12, 17]
         for n in (1, 2, 3, 11):
-            keys, lengths = hashes.keys(n)
-            strings = [sep.join(words[i : i + n]) for i in range(len(words) - n + 1)]
-            assert lengths.tolist() == [len(s) for s in strings]
-            same_key = keys[:, None] == keys[None, :]
-            same_str = np.array([[a == b for b in strings] for a in strings], dtype=bool)
-            assert (same_key == same_str).all() if strings else len(keys) == 0
+            starts, keys = hashes.keys(n)
+            expected_starts = []
+            for d, words in enumerate(docs):
+                expected_starts += [hashes.doc_starts[d] + i for i in range(len(words) - n + 1)]
+            assert starts.tolist() == expected_starts
+            doc_of = hashes.doc_of[starts]
+            strings = [
+                sep.join(docs[d][s - hashes.doc_starts[d] : s - hashes.doc_starts[d] + n])
+                for d, s in zip(doc_of.tolist(), starts.tolist(), strict=True)
+            ]
+            assert hashes.lengths(starts, n).tolist() == [len(s) for s in strings]
+            same_key = (keys[:, None] == keys[None, :]) & (doc_of[:, None] == doc_of[None, :])
+            same_str = np.array(
+                [[a == b and da == db for b, db in zip(strings, doc_of, strict=True)]
+                 for a, da in zip(strings, doc_of, strict=True)], dtype=bool,
+            )  # fmt: skip
+            assert (same_key == same_str).all()
 
 
 def test_tables_and_duplicates() -> None:
@@ -128,3 +142,28 @@ def test_ascii_infix_rules_equal_the_full_ones_on_ascii() -> None:
         small = re.compile(f"[{ascii_only}]") if ascii_only else None
         for c in map(chr, range(128)):
             assert bool(big.fullmatch(c)) == bool(small and small.fullmatch(c)), c
+
+
+def test_ascii_infix_regex_finds_what_the_full_one_finds() -> None:
+    # The ASCII regex is rewritten (each alternative starts with what it consumes); on
+    # ASCII text it must find exactly the matches of the full rules.
+    import random
+
+    from assay.steps import text
+
+    rng = random.Random(0)
+    alphabet = "aZx09.,-~:<>=/+*^'\"`_()"
+    for _ in range(20000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        full = [m.span() for m in text._infix_finditer(s)]
+        assert [m.span() for m in text._ascii_infix_finditer(s)] == full, s
+
+
+def test_suffix_after_a_digit() -> None:
+    # Units, currencies and "+" split off after a digit, the longest one first; not after a
+    # letter (as spaCy 3.8 splits these).
+    words = WordSplitter().words("10km 5m/s 3+ km x5kg 2US$ 12kmh 3mbar 4.5kg")
+    assert words == [
+        "10", "km", "5", "m/s", "3", "+", "km", "x5", "kg", "2", "US$", "12", "kmh", "3", "mbar",
+        "4.5", "kg",
+    ]  # fmt: skip

@@ -21,7 +21,9 @@ from assay.steps.text import GOPHER_STOP_WORDS, WORDS, NgramHashes, find_duplica
 TOP_NGRAMS: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAMS: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 
-_PARAGRAPHS = re.compile(r"\n{2,}")
+# Runs of 2+ newlines, written so that the regex engine scans for the literal "\n" in C
+# (6x faster than r"\n{2,}", which it tries at every position).
+_PARAGRAPHS = re.compile(r"\n\n+")
 
 
 def _above(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
@@ -41,170 +43,265 @@ def _decide(rules: list[tuple[str, np.ndarray | None]], n_rows: int) -> np.ndarr
 # Repetition
 # --------------------------------------------------------------------------------------
 
+# The n-gram counts work on a whole batch of documents at once (per-document numpy calls
+# would cost more than the arithmetic on documents of a few hundred words): the words of
+# the batch are laid end to end, every n-gram is identified by its start position in that
+# concatenation (``NgramHashes``), and entries (n-grams) always stay in position order, so
+# they are also grouped by document.
 
-def _stack(rows: list[np.ndarray]) -> np.ndarray:
-    """Rows of different lengths in one matrix, padded with distinct negative numbers (real
-    keys are non-negative, so padding never equals anything)."""
-    width = max(len(r) for r in rows)
-    out = np.empty((len(rows), width), dtype=np.int64)
-    out[:] = -1 - np.arange(width)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
+_LOW = (1 << 32) - 1  # low half of an int64
+_SLICE_WORDS = 1 << 16  # words per slice of a batch (see GopherRepetition.compute)
 
 
-def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Equal keys within each row: (the columns of each row in key order, earliest first
-    among equal keys; group start indices into those flattened; first column of each
-    group; size of each group).
+def _group(keys: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries with equal keys in the same document, gathered: ``(order, starts)``.
 
-    One sort orders by key and then by column: the key, shifted right to make room, goes
-    above the column in a single integer. Keys that differ only in the bits shifted out
-    would end up mixed; that is detected and the rows are then sorted by full key instead.
+    ``order`` lists the entry indices group after group, each group in index order (so
+    its first entry is the n-gram's first occurrence in the document); ``starts`` are the
+    indices into ``order`` where groups begin. ``docs`` is the (ascending) document of
+    each entry.
+
+    One sort orders by key and then by index: the key, shifted right to make room, goes
+    above the index in a single integer. Keys that differ only in the bits shifted out
+    can end up interleaved. Across documents that is harmless (each document's entries
+    are a contiguous range of indices, so within a run of equal high bits they stay
+    contiguous); within one document it is detected (an adjacent pair with equal high
+    bits and document but different keys) and the entries are then sorted by full key.
     """
-    bits = max(1, (keys.shape[1] - 1).bit_length())
-    columns = np.arange(keys.shape[1])
-    high = np.where(keys < 0, keys, keys >> bits)  # padding (negative) stays distinct
-    packed = np.sort((high << bits) | columns, axis=1)
+    m = len(keys)
+    bits = max(1, (m - 1).bit_length())
+    packed = np.sort((keys >> bits << bits) | np.arange(m))
     order = packed & ((1 << bits) - 1)
-    ordered = np.take_along_axis(keys, order, axis=1)
-    new = np.ones(keys.shape, dtype=bool)
-    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
-    if (new[:, 1:] & (packed[:, 1:] >> bits == packed[:, :-1] >> bits)).any():
-        order = np.argsort(keys, axis=1, kind="stable")
-        ordered = np.take_along_axis(keys, order, axis=1)
-        np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
-    starts = np.flatnonzero(new)  # every row starts a group
-    first = order.ravel()[starts]
-    sizes = np.diff(starts, append=keys.size)
-    return order, starts, first, sizes
+    ordered = keys[order]
+    same_doc = docs[order]
+    same_doc = same_doc[1:] == same_doc[:-1]
+    new_key = ordered[1:] != ordered[:-1]
+    if (new_key & same_doc & (packed[1:] >> bits == packed[:-1] >> bits)).any():
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        same_doc = docs[order]
+        same_doc = same_doc[1:] == same_doc[:-1]
+        new_key = ordered[1:] != ordered[:-1]
+    new = np.ones(m, dtype=bool)
+    np.logical_or(new_key, ~same_doc, out=new[1:])
+    return order, np.flatnonzero(new)
 
 
-def top_ngram_chars(hashes: NgramHashes, ns: Sequence[int]) -> list[int]:
-    """For each n: characters of the most frequent n-gram (its words joined by spaces)
-    times its number of occurrences, overlaps included (datatrove's ``find_top_duplicate``:
-    ties go to the n-gram that occurs first); 0 when there is no n-gram."""
-    rows = [hashes.keys(n) for n in ns]
-    if all(len(keys) == 0 for keys, _ in rows):
-        return [0] * len(ns)
-    keys = _stack([k for k, _ in rows])
-    _, starts, first, sizes = _groups(keys)
-    row_of = starts // keys.shape[1]
-    row_start = np.searchsorted(row_of, np.arange(len(ns)))
-    top = np.maximum.reduceat(sizes, row_start)
-    earliest = np.where(sizes == top[row_of], first, keys.shape[1])
-    position = np.minimum.reduceat(earliest, row_start)
-    return [
-        int(lengths[p]) * int(t) if len(lengths) else 0
-        for (_, lengths), p, t in zip(rows, position.tolist(), top.tolist(), strict=True)
-    ]
+def top_ngram_chars(hashes: NgramHashes, ns: Sequence[int]) -> np.ndarray:
+    """For each n (rows) and document (columns): characters of the document's most frequent
+    n-gram (its words joined by spaces) times its number of occurrences, overlaps included
+    (datatrove's ``find_top_duplicate``: ties go to the n-gram that occurs first); 0 when
+    the document has no n-gram. ``hashes`` must be ``spaced``.
 
-
-def duplicate_ngram_chars(hashes: NgramHashes, ns: Sequence[int]) -> list[int]:
-    """For each n: characters in n-grams (words joined without spaces) that repeat an
-    earlier one, as datatrove's ``find_all_duplicate`` counts them."""
-    rows = [hashes.keys(n) for n in ns]
-    if all(len(keys) < 2 for keys, _ in rows):
-        return [0] * len(ns)
-    keys = _stack([k for k, _ in rows])
-    width = keys.shape[1]
-    order, _, first, sizes = _groups(keys)
-    if sizes.max() == 1:
-        return [0] * len(ns)
-    # first occurrence of the n-gram at each (row, column)
-    first_at = np.empty(keys.size, dtype=np.int64)
-    first_at[order.ravel() + np.repeat(np.arange(len(ns)) * width, width)] = np.repeat(first, sizes)
-    first_at = first_at.reshape(keys.shape)
-    out = []
-    for n, (_, lengths), row in zip(ns, rows, first_at, strict=True):
-        repeats = np.flatnonzero(row < np.arange(width))
-        out.append(_scan(repeats, row[repeats], lengths, n) if len(repeats) else 0)
+    Two n-grams joined by spaces are equal exactly when their words are (words contain no
+    whitespace), so an n-gram can only occur twice if both of its (n-1)-grams do: when n-1
+    was counted just before, only those positions are grouped. A document whose n-grams all
+    occur once has its first n-gram as the most frequent one.
+    """
+    assert hashes.spaced
+    out = np.zeros((len(ns), hashes.n_docs), dtype=np.int64)
+    doc_words = np.diff(hashes.doc_starts)
+    repeated: np.ndarray | None = None  # positions whose (n-1)-gram occurs twice or more
+    for n in sorted(set(ns)):
+        if repeated is not None:
+            starts = hashes.starts(n)
+            starts, keys = hashes.keys(n, starts[repeated[starts] & repeated[starts + 1]])
+        else:
+            starts, keys = hashes.keys(n)
+        docs = hashes.doc_of[starts]
+        order, group_starts = _group(keys, docs)
+        sizes = np.diff(group_starts, append=len(order))
+        several = sizes > 1
+        # "Most occurrences, then earliest" as one number to maximise per document:
+        # occurrences in the high half, the complement of the first entry in the low half.
+        firsts = order[group_starts[several]]  # entry of each group's first occurrence
+        score = (sizes[several] << 32) | (_LOW - firsts)
+        best = np.full(hashes.n_docs, -1, dtype=np.int64)
+        np.maximum.at(best, docs[firsts], score)
+        top = best >> 32
+        first = starts[_LOW - (best & _LOW)[best >= 0]]
+        chars = np.zeros(hashes.n_docs, dtype=np.int64)
+        chars[best >= 0] = hashes.lengths(first, n) * top[best >= 0]
+        once = (best < 0) & (doc_words >= n)
+        chars[once] = hashes.lengths(hashes.doc_starts[:-1][once], n)
+        out[[i for i, m in enumerate(ns) if m == n]] = chars
+        repeated = np.zeros(hashes.n_words, dtype=bool) if n + 1 in ns else None
+        if repeated is not None:
+            repeated[starts[order[np.repeat(several, sizes)]]] = True
     return out
 
 
-def _scan(repeats: np.ndarray, firsts_of: np.ndarray, lengths: np.ndarray, n: int) -> int:
-    """datatrove's left-to-right duplicate scan, for n-grams at ``repeats`` that occurred
-    before (first at ``firsts_of``).
+def duplicate_ngram_chars(hashes: NgramHashes, ns: Sequence[int]) -> np.ndarray:
+    """For each n (rows) and document (columns): characters in n-grams (words joined
+    without spaces) that repeat an earlier one, as datatrove's ``find_all_duplicate``
+    counts them."""
+    out = np.zeros((len(ns), hashes.n_docs), dtype=np.int64)
+    for row, n in zip(out, ns, strict=True):
+        starts, keys = hashes.keys(n)
+        if len(starts) < 2:
+            continue
+        docs = hashes.doc_of[starts]
+        order, group_starts = _group(keys, docs)
+        if len(group_starts) == len(order):
+            continue  # every n-gram occurs once
+        sizes = np.diff(group_starts, append=len(order))
+        first = np.empty(len(order), dtype=np.int64)  # entry of each entry's first occurrence
+        first[order] = np.repeat(order[group_starts], sizes)
+        repeats = np.flatnonzero(first != np.arange(len(order)))
+        positions = starts[repeats]
+        row[:] = _scan(positions, starts[first[repeats]], hashes.lengths(positions, n),
+                       docs[repeats], n, hashes.n_docs)  # fmt: skip
+    return out
 
-    Usually every repeat the scan reaches is a duplicate: then the duplicates are the
-    chain "first repeat, then the first repeat at least n words further, ...". That holds
-    unless the first occurrence of one of them was jumped over; if so, ``_scan_exact``.
+
+def _scan(
+    repeats: np.ndarray,
+    firsts: np.ndarray,
+    sizes: np.ndarray,
+    docs: np.ndarray,
+    n: int,
+    n_docs: int,
+) -> np.ndarray:
+    """datatrove's left-to-right duplicate scan over every document of a batch at once.
+
+    ``repeats``: positions (ascending) of the n-grams that occurred before in their
+    document, ``firsts`` the position of that first occurrence, ``sizes`` their characters,
+    ``docs`` their document. Returns the characters of duplicates per document.
+
+    datatrove scans left to right: an n-gram seen before adds its length and the scan
+    jumps ``n`` words ahead (the n-grams jumped over are not remembered); any other n-gram
+    is remembered and the scan moves one word. Usually every repeat the scan reaches is a
+    duplicate: then the duplicates in each run of consecutive repeats are every n-th
+    position from where the scan enters it (``_run_entries``). That holds unless the first
+    occurrence of one of them was jumped over: from the first such duplicate on, the
+    document gets ``_scan_exact``. Documents cannot interact: a jump from a document's last
+    n-gram lands at most on the next document's first position, which the scan would reach
+    anyway.
     """
-    # Repeats come in runs of consecutive positions; within a run the chain steps by n.
-    breaks = np.flatnonzero(np.diff(repeats) > 1) + 1
-    run_lo = np.concatenate(([0], breaks))
+    breaks = np.flatnonzero(np.diff(repeats) != 1) + 1
+    run_lo = np.concatenate(([0], breaks))  # runs of consecutive positions, as indices
     run_hi = np.concatenate((breaks, [len(repeats)]))
-    begins: list[int] = []  # index (into repeats) of the first duplicate in each run
-    counts: list[int] = []
-    resume = 0
-    for lo, a, b in zip(
-        run_lo.tolist(), repeats[run_lo].tolist(), repeats[run_hi - 1].tolist(), strict=True
-    ):
-        start = a if a >= resume else resume
-        if start <= b:
-            count = (b - start) // n + 1
-            begins.append(lo + start - a)
-            counts.append(count)
-            resume = start + count * n
-    offsets = np.arange(sum(counts)) - np.repeat(np.cumsum(counts) - counts, counts)
-    chain = np.repeat(begins, counts) + n * offsets
+    a, b = repeats[run_lo], repeats[run_hi - 1]
+    entry = _run_entries(a, b, n)
+    counts = np.where(entry <= b, (b - entry) // n + 1, 0)  # duplicates in each run
+    steps = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    chain = np.repeat(run_lo + entry - a, counts) + n * steps  # duplicates, as indices
     dups = repeats[chain]
-    firsts = firsts_of[chain]
-    before = np.searchsorted(dups, firsts) - 1  # the last duplicate before each first occurrence
-    jumped = (before >= 0) & (firsts < dups[np.maximum(before, 0)] + n)
-    if not jumped.any():
-        return int(lengths[dups].sum())
-    return _scan_exact(repeats, firsts_of, lengths, n)
+    dup_firsts = firsts[chain]
+    # A jump skips the positions after a duplicate d up to d + n; jumps do not overlap, so
+    # a first occurrence f was skipped if the last duplicate before it is within n.
+    before = np.searchsorted(dups, dup_firsts) - 1
+    jumped = (before >= 0) & (dup_firsts < dups[np.maximum(before, 0)] + n)
+    out = np.bincount(docs[chain], weights=sizes[chain], minlength=n_docs).astype(np.int64)
+    # In a document with such a duplicate, everything before its first one is right: the
+    # exact scan takes over from there.
+    wrong = np.flatnonzero(jumped)
+    wrong_docs = docs[chain[wrong]]
+    for stop in wrong[np.flatnonzero(np.diff(wrong_docs, prepend=-1))].tolist():
+        doc = int(docs[chain[stop]])
+        lo, hi = np.searchsorted(docs, [doc, doc + 1]).tolist()  # its repeats
+        start = int(np.searchsorted(chain, lo))  # its first duplicate
+        prior = chain[start:stop]
+        out[doc] = int(sizes[prior].sum()) + _scan_exact(
+            repeats[lo:hi], firsts[lo:hi], sizes[lo:hi], n, int(dups[stop]), repeats[prior]
+        )
+    return out
 
 
-def _scan_exact(repeats: np.ndarray, firsts_of: np.ndarray, lengths: np.ndarray, n: int) -> int:
-    """datatrove's left-to-right duplicate scan, visiting only the repeats.
+_MAX_SWEEPS = 32
 
-    datatrove scans left to right: an n-gram seen before adds its length and the scan jumps
-    ``n`` words ahead (the n-grams jumped over are not remembered); any other n-gram is
-    remembered and the scan moves one word. Only positions whose n-gram occurred earlier
-    ("repeats", with ``firsts_of`` the position of that earlier first occurrence) can be
-    duplicates. A repeat is one unless the first occurrence of its n-gram was jumped over
-    and no later visited occurrence was remembered; first occurrences are only ever jumped
-    over just after a run of consecutive repeats, so within a run that refers to no such
-    position the duplicates are simply every n-th position.
+
+def _run_entries(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Where the scan enters each run ``[a, b]`` of consecutive repeats, if all it
+    reaches are duplicates (after ``b`` when a jump carries it past the whole run).
+
+    It enters at the run's start unless the jump after the previous run's last duplicate
+    lands further: entry = max(a, exit of the previous run), where a run entered at e
+    with k = (b - e) // n + 1 duplicates is left at e + k * n (left at e if e > b). A
+    run is left at most n past its end, so only runs starting less than n after the
+    previous one ends ("linked") can be entered late. Chains of linked runs are short:
+    sweep them all at once until nothing changes (each sweep settles one more link; a
+    fixed point is the answer), and finish any chain still unsettled one run at a time.
     """
-    breaks = np.flatnonzero(np.diff(repeats) > 1) + 1
-    run_lo = np.concatenate(([0], breaks))
-    run_hi = np.concatenate((breaks, [len(repeats)]))
-    firsts = firsts_of.tolist()
-    sizes = lengths[repeats].tolist()
-    total = 0
-    resume = 0  # the next position the scan visits
-    jumped_lo: list[int] = []  # [lo, hi) intervals of first occurrences jumped over
-    jumped_hi: list[int] = []
+    entry = a.copy()
+    linked = np.flatnonzero(a[1:] < b[:-1] + n) + 1
+    for _ in range(_MAX_SWEEPS):
+        if not len(linked):
+            return entry
+        prev, prev_end = entry[linked - 1], b[linked - 1]
+        left = np.where(prev <= prev_end, prev + ((prev_end - prev) // n + 1) * n, prev)
+        new = np.maximum(a[linked], left)
+        if np.array_equal(new, entry[linked]):
+            return entry
+        entry[linked] = new
+    for r in linked.tolist():
+        prev, prev_end = int(entry[r - 1]), int(b[r - 1])
+        left = prev + ((prev_end - prev) // n + 1) * n if prev <= prev_end else prev
+        entry[r] = max(int(a[r]), left)
+    return entry
+
+
+def _scan_exact(
+    repeats: np.ndarray,
+    firsts: np.ndarray,
+    sizes: np.ndarray,
+    n: int,
+    resume: int = 0,
+    prior: np.ndarray | None = None,
+) -> int:
+    """datatrove's left-to-right duplicate scan of one document, visiting only its repeats;
+    the characters of its duplicates from position ``resume`` on.
+
+    ``repeats``, ``firsts`` and ``sizes`` as for ``_scan``; ``prior``: the duplicates
+    (positions) the scan found before ``resume``. A repeat is a duplicate unless the first
+    occurrence of its n-gram was jumped over and no later visited occurrence was
+    remembered. First occurrences are only ever jumped over just after a run of
+    consecutive repeats, so within a run that refers to none of them (checked with the
+    least and greatest first occurrence it refers to) the duplicates are simply every n-th
+    position; only other runs are walked one repeat at a time.
+    """
+    run_lo = np.concatenate(([0], np.flatnonzero(np.diff(repeats) != 1) + 1))
+    run_a, run_b = repeats[run_lo], repeats[np.append(run_lo[1:], len(repeats)) - 1]
+    run_min = np.minimum.reduceat(firsts, run_lo)
+    run_max = np.maximum.reduceat(firsts, run_lo)
+    skip = int(np.searchsorted(run_b, resume))  # runs the scan is past already
+    # every_nth[i]: sizes[i] + sizes[i - n] + sizes[i - 2n] + ... (a strided running sum)
+    padded = np.zeros(-(-len(sizes) // n) * n, dtype=np.int64)
+    padded[: len(sizes)] = sizes
+    every_nth = padded.reshape(-1, n).cumsum(axis=0).ravel().tolist()
+    firsts_list = firsts.tolist()
+    size_list = sizes.tolist()
+    # [lo, hi) intervals the scan jumped over, sorted and disjoint. After the prior
+    # duplicates, whole jumps are listed; the loop below lists only the parts past a
+    # run's end: the rest are repeats, never first occurrences, so it makes no difference.
+    prior_list = [] if prior is None else prior.tolist()
+    jumped_lo = [d + 1 for d in prior_list]
+    jumped_hi = [d + n for d in prior_list]
     remembered: set[int] = set()  # n-grams (by first position) remembered at a repeat
-    for lo, hi, a, b in zip(
-        run_lo.tolist(), run_hi.tolist(), repeats[run_lo].tolist(), repeats[run_hi - 1].tolist(),
-        strict=True,
+    total = 0
+    for lo, a, b, least, most in zip(
+        run_lo[skip:].tolist(), run_a[skip:].tolist(), run_b[skip:].tolist(),
+        run_min[skip:].tolist(), run_max[skip:].tolist(), strict=True,
     ):  # fmt: skip
-        start = max(a, resume)
+        start = a if a >= resume else resume
         if start > b:
             continue
         i0 = lo + start - a
-        hit = False
-        if jumped_lo:
-            segment = firsts[i0:hi]
-            k = bisect_right(jumped_lo, max(segment)) - 1
-            hit = k >= 0 and jumped_hi[k] > min(segment)
-        if not hit:
-            total += sum(sizes[i0:hi:n])
-            resume = start + ((b - start) // n + 1) * n
+        k = bisect_right(jumped_lo, most) - 1
+        if k < 0 or jumped_hi[k] <= least:  # no first occurrence of this run was jumped
+            last = i0 + (b - start) // n * n
+            total += every_nth[last] - (every_nth[i0 - n] if i0 >= n else 0)
+            resume = last - lo + a + n
         else:
             pos = start
             while pos <= b:
-                f = firsts[lo + pos - a]
+                f = firsts_list[lo + pos - a]
                 k = bisect_right(jumped_lo, f) - 1
                 if k >= 0 and f < jumped_hi[k] and f not in remembered:
                     remembered.add(f)
                     pos += 1
                 else:
-                    total += sizes[lo + pos - a]
+                    total += size_list[lo + pos - a]
                     pos += n
             resume = pos
         if resume > b + 1:
@@ -288,18 +385,35 @@ class GopherRepetition(DocumentStep):
 
     def compute(self, texts: list[str]) -> StepOutput:
         WORDS.maybe_trim()
-        n_chars = np.zeros(len(texts), dtype=np.int64)
+        n_chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         fracs = np.zeros((len(_REPETITION_FRACS), len(texts)), dtype=np.float64)
         for i, text in enumerate(texts):
-            n_chars[i] = len(text)
             if text:
-                fracs[:, i] = self._fractions(text)
+                fracs[:4, i] = self._line_fractions(text)
+        # n-grams: many documents at once (an empty text has no words, so no n-gram), in
+        # slices of about _SLICE_WORDS words: enough for numpy to run at full speed, few
+        # enough to keep the dozens of temporary arrays per word small.
+        docs = WORDS.batch_word_ids(texts)
+        attrs = WORDS.attributes()
+        length = np.maximum(n_chars, 1)
+        bounds = np.cumsum([0, *map(len, docs)])  # words before each document
+        lo = 0
+        while lo < len(docs):
+            hi = int(np.searchsorted(bounds, bounds[lo] + _SLICE_WORDS, side="right")) - 1
+            hi = min(max(hi, lo + 1), len(docs))
+            part = docs[lo:hi]
+            top = top_ngram_chars(NgramHashes(part, attrs, True), TOP_NGRAMS)
+            dup = duplicate_ngram_chars(NgramHashes(part, attrs, False), DUP_NGRAMS)
+            fracs[4 : 4 + len(TOP_NGRAMS), lo:hi] = top / length[lo:hi]
+            fracs[4 + len(TOP_NGRAMS) :, lo:hi] = dup / length[lo:hi]
+            lo = hi
         signals: dict[str, np.ndarray] = {"n_chars": n_chars}
         signals.update(zip(_REPETITION_FRACS, fracs, strict=True))
         return StepOutput(signals=signals)  # type: ignore[arg-type]
 
     @staticmethod
-    def _fractions(text: str) -> list[float]:
+    def _line_fractions(text: str) -> tuple[float, float, float, float]:
+        """Duplicate paragraph and line fractions (count, characters) of a non-empty text."""
         n = len(text)
         paragraphs = _PARAGRAPHS.split(text.strip())
         para_dups, para_chars = find_duplicates(paragraphs)
@@ -307,12 +421,7 @@ class GopherRepetition(DocumentStep):
         if len(lines) > 2:  # as re.split("\n+"): runs of newlines make no empty lines inside
             lines = [lines[0], *filter(None, lines[1:-1]), lines[-1]]
         line_dups, line_chars = find_duplicates(lines)
-        out = [para_dups / len(paragraphs), para_chars / n, line_dups / len(lines), line_chars / n]
-        ids = WORDS.word_ids(text)
-        attrs = WORDS.attributes()
-        out += [c / n for c in top_ngram_chars(NgramHashes(ids, attrs, True), TOP_NGRAMS)]
-        out += [c / n for c in duplicate_ngram_chars(NgramHashes(ids, attrs, False), DUP_NGRAMS)]
-        return out
+        return para_dups / len(paragraphs), para_chars / n, line_dups / len(lines), line_chars / n
 
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
         p = self.params
@@ -414,32 +523,46 @@ class GopherQuality(DocumentStep):
         p = self.params
         assert isinstance(p, GopherQualityParams)
         WORDS.maybe_trim()
-        stop_words = tuple(dict.fromkeys(p.stop_words))
-        out = {name: np.zeros(len(texts), dtype=dtype.to_pandas_dtype())
+        n_docs = len(texts)
+        out = {name: np.zeros(n_docs, dtype=dtype.to_pandas_dtype())
                for name, dtype in self.signal_types.items()}  # fmt: skip
+        # Word counts: the whole batch at once, summed per document (bincount sums of
+        # integers stay exact in float64, so the ratios are those of per-document sums).
+        docs = WORDS.batch_word_ids(texts)
+        attrs = WORDS.attributes()
+        n_words = np.fromiter(map(len, docs), dtype=np.int64, count=n_docs)
+        ids = np.concatenate(docs) if n_docs else np.empty(0, dtype=np.int64)
+        doc_of = np.repeat(np.arange(n_docs), n_words)
+
+        def per_doc(values: np.ndarray) -> np.ndarray:
+            return np.bincount(doc_of, weights=values, minlength=n_docs)
+
+        non_symbol = attrs["symbol"][ids] == 0
+        n_non_symbol = per_doc(non_symbol).astype(np.int64)
+        out["n_words"][:] = n_words
+        out["n_non_symbol_words"][:] = n_non_symbol
+        with np.errstate(invalid="ignore"):  # 0 / 0: NaN for a text without such words
+            out["mean_word_length"][:] = per_doc(attrs["length"][ids] * non_symbol) / n_non_symbol
+        alpha = per_doc(attrs["alpha"][ids])
+        has_words = n_words > 0
+        out["alpha_words_ratio"][has_words] = alpha[has_words] / n_words[has_words]
         for i, text in enumerate(texts):
-            ids = WORDS.word_ids(text)
-            attrs = WORDS.attributes()
-            n_words = len(ids)
-            non_symbol = attrs["symbol"][ids] == 0
-            n_non_symbol = int(non_symbol.sum())
-            out["n_words"][i] = n_words
-            out["n_non_symbol_words"][i] = n_non_symbol
-            out["mean_word_length"][i] = (
-                attrs["length"][ids][non_symbol].mean() if n_non_symbol else np.nan
-            )
-            if n_words:
-                out["hash_word_ratio"][i] = text.count("#") / n_words
-                out["ellipsis_word_ratio"][i] = (text.count("...") + text.count("…")) / n_words
-                out["alpha_words_ratio"][i] = attrs["alpha"][ids].sum() / n_words
+            if n_words[i]:
+                out["hash_word_ratio"][i] = text.count("#") / n_words[i]
+                out["ellipsis_word_ratio"][i] = (text.count("...") + text.count("…")) / n_words[i]
             lines = text.splitlines()
             if lines:
                 bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
                 ellipses = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
                 out["bullet_lines_ratio"][i] = bullets / len(lines)
                 out["end_ellipsis_lines_ratio"][i] = ellipses / len(lines)
-            stop_ids = [w for w in map(WORDS.known_id, stop_words) if w is not None]
-            out["n_stop_words"][i] = int(np.isin(stop_ids, ids).sum()) if stop_ids else 0
+        # Distinct stop words per document: distinct (document, word) pairs among them.
+        stop_words = dict.fromkeys(p.stop_words)
+        stop_ids = [w for w in map(WORDS.known_id, stop_words) if w is not None]
+        if stop_ids:
+            hit = np.isin(ids, stop_ids)
+            pairs = np.unique(doc_of[hit] * len(attrs["length"]) + ids[hit])
+            out["n_stop_words"][:] = np.bincount(pairs // len(attrs["length"]), minlength=n_docs)
         return StepOutput(signals=out)  # type: ignore[arg-type]
 
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
