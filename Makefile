@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[web]"
 	touch $@
 
 # PyTorch (the `train` extra, part of `dev`) is pinned to the CPU build first, so the
@@ -24,6 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/assay run examples/web-quality.yaml
+	$(BIN)/assay run examples/warc-to-text.yaml
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

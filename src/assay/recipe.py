@@ -38,7 +38,7 @@ class InputSpec(_Strict):
     """Where the documents come from and which fields hold the core columns."""
 
     path: str | list[str] = Field(description="file, glob or fsspec URL (or a list of them)")
-    format: Literal["auto", "jsonl", "parquet"] = "auto"
+    format: Literal["auto", "jsonl", "parquet", "warc", "html"] = "auto"
     text_field: str = "text"
     id_field: str = "id"
     url_field: str = "url"

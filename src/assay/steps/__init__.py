@@ -1,6 +1,16 @@
 """Every pipeline step, one family per module, registered by name."""
 
-from assay.steps import c4, dedup, fineweb, gopher, language, line_dedup, minhash, select  # noqa: F401
+from assay.steps import (  # noqa: F401
+    c4,
+    dedup,
+    extract,
+    fineweb,
+    gopher,
+    language,
+    line_dedup,
+    minhash,
+    select,
+)
 from assay.steps.base import (
     DocumentStep,
     FitContext,
