@@ -141,6 +141,9 @@ def test_warc_to_text_example_end_to_end(tmp_path: Path) -> None:
     kept = pq.read_table(tmp_path / "out" / "data").to_pylist()
     assert kept and all("<html" not in row["text"].lower() for row in kept)
     assert all(json.loads(row["metadata"])["content_type"] == "text/html" for row in kept)
+    # PII ran on the extracted text: the Debian pages name their translators' addresses.
+    assert sum(row["pii.email"] for row in kept) > 0
+    assert not any("@debian.org" in row["text"] for row in kept)
 
 
 def test_jsonl_with_an_html_field(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from assay.steps import (  # noqa: F401
     language,
     line_dedup,
     minhash,
+    pii,
     select,
 )
 from assay.steps.base import (
