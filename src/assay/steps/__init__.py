@@ -2,6 +2,7 @@
 
 from assay.steps import (  # noqa: F401
     c4,
+    decontaminate,
     dedup,
     extract,
     fineweb,
