@@ -504,3 +504,24 @@ def test_drop_mode_through_a_recipe(planted, tmp_path: Path) -> None:
     texts = {d["id"]: d["text"] for d in subset}
     assert all(r["reason"] == CONTAMINATED and r["text"] == texts[i] for i, r in rejected.items())
     assert fit_summary(result.manifest)["documents_rejected"] == {CONTAMINATED: len(truth)}
+
+
+def test_changed_benchmark_file_refuses_to_resume(tmp_path: Path) -> None:
+    """The benchmark files' content is part of the run's fingerprint: a run made with one
+    version of a benchmark is never finished with decisions from another."""
+    from assay import parse_recipe, run_recipe
+    from assay.engine.local import RunError
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text('{"q": "the quick brown fox jumps over the lazy dog near the river bank today"}\n')
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": "a", "text": "nothing to see here"}\n')
+    recipe = parse_recipe(
+        f"name: fp\ninput: {{path: {docs}}}\noutput: {tmp_path / 'out'}\nsteps:\n"
+        f"  - decontaminate: {{benchmarks: [{{path: {bench}, fields: [q]}}]}}\n"
+    )
+    run_recipe(recipe, workers=1)
+    run_recipe(recipe, workers=1)  # same files: the finished run is recognised
+    bench.write_text('{"q": "a completely different benchmark item with more than thirteen words in it"}\n')
+    with pytest.raises(RunError, match="different recipe or input"):
+        run_recipe(recipe, workers=1)

@@ -236,14 +236,33 @@ def run_task(ctx: _WorkerContext, task: _Task) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ driver
 
 
-def _fingerprint(settings: RunSettings, input_hashes: list[dict[str, Any]]) -> str:
+def _fingerprint(settings: RunSettings, input_hashes: list[dict[str, Any]],
+                 references: dict[str, str]) -> str:
     recipe = dict(settings.resolved_recipe)
     executor = dict(recipe.get("executor", {}))
     executor.pop("workers", None)  # the worker count does not change the output
     recipe["executor"] = executor
     recipe.pop("name", None)
-    payload = repr((recipe, [(h["url"], h["sha256"]) for h in input_hashes], settings.shard_bytes))
+    payload = repr((recipe, [(h["url"], h["sha256"]) for h in input_hashes], settings.shard_bytes,
+                    sorted(references.items())))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _hash_references(steps: Sequence[Step]) -> dict[str, str]:
+    """SHA-256 of every file the steps reference (a folder: of its files, in name order)."""
+    out: dict[str, str] = {}
+    for step in steps:
+        for url in step.referenced_files():
+            fs, path = fsspec.core.url_to_fs(url)
+            files = sorted(fs.find(path)) if fs.isdir(path) else [path]
+            digest = hashlib.sha256()
+            for name in files:
+                digest.update(name.removeprefix(path).encode())
+                with fs.open(name, "rb") as stream:
+                    while block := stream.read(1 << 22):
+                        digest.update(block)
+            out[url] = digest.hexdigest()
+    return out
 
 
 def _hash_inputs(files: Sequence[InputFile]) -> list[dict[str, Any]]:
@@ -333,7 +352,7 @@ def run_pipeline(
         if fs.exists(root):
             fs.rm(root, recursive=True)
     inputs = _hash_inputs(settings.inputs)
-    fingerprint = _fingerprint(settings, inputs)
+    fingerprint = _fingerprint(settings, inputs, _hash_references(steps))
     previous = read_json(layout.progress_file("fingerprint.json"))
     if settings.resume and previous is None:
         raise RunError(f"nothing to resume: {layout.root} holds no earlier run")

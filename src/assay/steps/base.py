@@ -63,6 +63,12 @@ class Step(ABC):
     def __call__(self, table: pa.Table) -> pa.Table:
         """Return ``table`` with this step's signal columns (and, for filters, ``reason``)."""
 
+    def referenced_files(self) -> list[str]:
+        """Files or folders (URLs) besides the input whose content decides the output, e.g.
+        benchmark sets or an earlier run's index; the engine hashes them into the run's
+        fingerprint, so a resume never mixes decisions made from different versions."""
+        return []
+
     def signal_columns(self) -> list[str]:
         return [signal_column(self.name, s) for s in self.signal_types]
 

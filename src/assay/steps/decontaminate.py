@@ -659,6 +659,9 @@ class Decontaminate(GlobalStep):
 
     params: DecontaminateParams
 
+    def referenced_files(self) -> list[str]:
+        return [b.path for b in self.params.benchmarks]
+
     def _col(self, signal: str) -> str:
         return signal_column(self.name, signal)
 

@@ -225,6 +225,9 @@ class MinHashDedup(GlobalStep):
     def requires(self) -> list[str]:
         return [self.params.keep_signal] if self.params.keep_signal else []
 
+    def referenced_files(self) -> list[str]:
+        return [_index_folder(path) for path in self.params.against]
+
     def __call__(self, table: pa.Table) -> pa.Table:
         p = self.params
         texts = table.column(TEXT).to_pylist()
