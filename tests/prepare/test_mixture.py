@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from assay.prepare.mixture import (
@@ -108,6 +108,10 @@ def test_draw_is_seeded() -> None:
 
 
 @settings(max_examples=60, deadline=None)
+# Equal lengths (no draw can be closer than one document) and a pool small enough that the
+# look-ahead reaches two passes ahead: both found by hypothesis on a fresh machine.
+@example(sizes=[50] * 20, fractions=[1.125], seed=0)
+@example(sizes=[50] * 24 + [51], fractions=[1.125], seed=0)
 @given(st.lists(st.integers(50, 5000), min_size=20, max_size=200),
        st.lists(st.floats(0.05, 3.0), min_size=1, max_size=3), st.integers(0, 2**31))
 def test_draw_meets_targets_within_tolerance(sizes: list[int], fractions: list[float], seed: int) -> None:
@@ -117,7 +121,8 @@ def test_draw_meets_targets_within_tolerance(sizes: list[int], fractions: list[f
     for draw, target in zip(draws, targets, strict=True):
         assert draw.tokens == lengths[draw.docs].sum()
         if target >= 20 * lengths.max():  # enough documents to choose from
-            assert abs(draw.tokens - target) <= 0.005 * target
+            # Whole documents: no draw can be closer than the shortest one allows.
+            assert abs(draw.tokens - target) <= max(0.005 * target, lengths.min())
     # Copies of a document never outnumber the passes the stream has started.
     counts = np.bincount(np.concatenate([d.docs for d in draws]), minlength=lengths.size)
     assert counts.max() - counts.min() <= 2

@@ -265,7 +265,14 @@ def draw_documents(lengths: np.ndarray, targets: Sequence[float], seed: Sequence
         k = int(np.searchsorted(cum, target, side="right"))
         take = list(range(k))
         left = target - (int(cum[k - 1]) if k else 0)
-        for i in range(k, open_pos.size):
+        # Fitting documents come from the pass the prefix ends in and the next one, and only
+        # entries of the current pass are swapped out, so no document is ever more than
+        # two copies ahead of another.
+        last = int(open_pos[k - 1]) if k else int(open_pos[0]) if open_pos.size else 0
+        current_pass = last // n
+        horizon = int(np.searchsorted(open_pos, (current_pass + 2) * n))
+        swappable = int(np.searchsorted(open_pos, current_pass * n))
+        for i in range(k, horizon):
             if left <= slack:
                 break
             if sizes[i] <= left + slack:
@@ -274,7 +281,7 @@ def draw_documents(lengths: np.ndarray, targets: Sequence[float], seed: Sequence
         for _ in range(4):
             if abs(left) <= slack:
                 break
-            left = _swap_one(sizes, take, left)
+            left = _swap_one(sizes[:horizon], take, left, swappable)
         positions = open_pos[np.array(take, dtype=np.int64)]
         used[positions] = True
         draws.append(Draw(order[positions].astype(np.int64), (positions // n).astype(np.int32),
@@ -282,12 +289,14 @@ def draw_documents(lengths: np.ndarray, targets: Sequence[float], seed: Sequence
     return draws
 
 
-def _swap_one(sizes: np.ndarray, take: list[int], left: int, window: int = 1024) -> int:
-    """Replace one of the last ``window`` taken entries by an untaken one so that what is left
-    of the target gets closest to 0 (in place); return the new remainder."""
-    if not take:
+def _swap_one(sizes: np.ndarray, take: list[int], left: int, first_swappable: int = 0,
+              window: int = 1024) -> int:
+    """Replace one of the last ``window`` taken entries (from ``first_swappable`` on) by an
+    untaken one so that what is left of the target gets closest to 0 (in place); return the
+    new remainder."""
+    taken = np.array([t for t in take[-window:] if t >= first_swappable], dtype=np.int64)
+    if not taken.size:
         return left
-    taken = np.array(take[-window:], dtype=np.int64)
     free = np.ones(sizes.size, dtype=bool)
     free[np.array(take, dtype=np.int64)] = False
     cand = np.flatnonzero(free)
