@@ -92,15 +92,15 @@ def build_warcs() -> Path:
     return counted
 
 
-def _texts(folder: Path, url_key: str) -> dict[str, str]:
+def _texts(folder: Path) -> dict[str, str]:
+    """Output text by WARC-Record-ID (URLs differ: warcio percent-encodes spaces in them)."""
     texts = {}
     for path in folder.rglob("*.jsonl*"):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                url = row.get("url") or row.get("metadata", {}).get(url_key)
-                texts[url] = row["text"]
+                texts[row["id"].strip("<>")] = row["text"]
     return texts
 
 
@@ -149,9 +149,9 @@ def main() -> None:
     paired = [a["docs_per_s"] / d["docs_per_s"]
               for a, d in zip(runs["assay"], runs["datatrove"], strict=True)]
     print("  paired pages/s ratios: " + ", ".join(f"{r:.2f}x" for r in paired))
-    ours = _texts(outs["assay"] / "data", "url")
-    theirs = _texts(outs["datatrove"] / "data", "url")
-    same = sum(ours.get(url) == text for url, text in theirs.items())
+    ours = _texts(outs["assay"] / "data")
+    theirs = _texts(outs["datatrove"] / "data")
+    same = sum(ours.get(record_id) == text for record_id, text in theirs.items())
     print(f"  pages out: datatrove {len(theirs)}, assay {len(ours)}; identical text on {same}")
 
 
