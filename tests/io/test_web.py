@@ -162,3 +162,47 @@ def test_http_and_charset_helpers() -> None:
     # A BOM wins over a wrong declaration; an unknown label falls through to UTF-8.
     assert decode_html("\ufeffé".encode("utf-8"), "iso-8859-1") == ("é", "utf-8-sig")
     assert decode_html("é".encode(), "no-such-charset") == ("é", "utf-8")
+
+
+def test_corrupt_or_cut_warc_keeps_what_was_read(tmp_path: Path) -> None:
+    records = [_record("response", _http(PAGE.format(f"page {i} " + "x" * 3000).encode()), i)
+               for i in range(3)]
+    members = [gzip.compress(r) for r in records]
+    broken = bytearray(members[1])
+    broken[30:40] = b"\xff" * 10  # a corrupt gzip member in the middle
+    (tmp_path / "corrupt.warc.gz").write_bytes(members[0] + bytes(broken) + members[2])
+    whole = b"".join(records)
+    (tmp_path / "cut.warc").write_bytes(whole[: len(records[0]) + len(records[1]) + 5])  # ends in "WARC/"
+    for name in ("corrupt.warc.gz", "cut.warc"):
+        table, bad, _ = _read_all(str(tmp_path / name))
+        assert "page 0" in table.column("text")[0].as_py()
+        assert len(bad) == 1 and bad[0].error.startswith("corrupt WARC stream"), name
+
+
+def test_odd_records_are_quarantined_not_fatal(tmp_path: Path) -> None:
+    records = [
+        _record("response", b"HTTP/1.1 \xb200 OK\r\nContent-Type: text/html\r\n\r\n<html>x</html>", 1),
+        _record("response", _http(PAGE.format("fine").encode()), 2),
+    ]
+    table, bad, _ = _read_all(str(_warc(records, tmp_path / "odd.warc.gz")))
+    assert table.num_rows == 1 and [b.error for b in bad] == ["not an HTTP response: no status line"]
+
+
+def test_broken_html_file_is_quarantined_and_sources_do_not_depend_on_chunking(tmp_path: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        (tmp_path / f"{name}.html").write_text(PAGE.format(name))
+    (tmp_path / "delta.html.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 10)
+    for chunk_bytes in (10, 1 << 20):
+        table, bad, _ = _read_all(str(tmp_path / "*.htm*"), chunk_bytes=chunk_bytes)
+        assert table.column("source").to_pylist() == ["alpha", "beta", "gamma"]
+        assert len(bad) == 1 and bad[0].error.startswith("undecodable file: ZstdError")
+        assert bad[0].raw.startswith(b"\x28\xb5\x2f\xfd")  # the raw bytes, for repair
+
+
+def test_http_edge_cases() -> None:
+    block = (b"HTTP/1.1 200 OK\nContent-Type: text/html\n\n"
+             b"<html>\r\n<head></head>\r\n\r\n<body>Hi</body></html>")
+    assert parse_http_response(block)[2].startswith(b"<html>")  # LF headers, CRLF body
+    page = b'<html><head><meta charset="utf-16"><title>Hi</title></head><body>Hello</body></html>'
+    for payload in (page, page + b" "):  # odd and even lengths
+        assert decode_html(payload) == (payload.decode(), "utf-8")

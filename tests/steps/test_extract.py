@@ -160,3 +160,26 @@ def test_jsonl_with_an_html_field(tmp_path: Path) -> None:
     assert ARTICLE in kept[0]["text"] and kept[0]["url"] == "https://example.org/a"
     rejected = pq.read_table(tmp_path / "out" / "rejected").to_pylist()
     assert [(r["id"], r["reason"], r["text"]) for r in rejected] == [("b", "not_html", "no markup here")]
+
+
+def test_timeout_is_not_swallowed_by_the_extractor(monkeypatch: pytest.MonkeyPatch) -> None:
+    step = ExtractHtml(timeout_s=0.2)
+    step.ensure_setup()
+
+    def falls_back_on_any_error(page: str) -> str:
+        try:
+            time.sleep(5)
+        except Exception:  # as extractors' fallbacks do
+            return "a partial text"
+        return "done"
+
+    monkeypatch.setattr(step, "_extract", falls_back_on_any_error)
+    out = step(pa.table({"id": ["a"], "text": ["<p>slow</p>"]}))
+    assert out.column("reason").to_pylist() == ["extraction_timeout"]
+
+
+def test_upper_case_tags_are_options_too() -> None:
+    page = PAGE.replace("<pre><code>budget = income - costs</code></pre>",
+                        "<PRE>budget = income - costs</PRE>")
+    assert "budget = income" not in _run([page], code=False).column("text")[0].as_py()
+    assert "budget = income" in _run([page]).column("text")[0].as_py()

@@ -62,11 +62,16 @@ class InputFile:
 
     @property
     def stem(self) -> str:
-        name = self.name
-        for suffix in (*_COMPRESSION, *_JSONL_SUFFIXES, *_WARC_SUFFIXES, *_HTML_SUFFIXES, ".parquet"):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-        return name
+        return file_stem(self.url)
+
+
+def file_stem(url: str) -> str:
+    """A file's name without its format and compression suffixes (the default source)."""
+    name = PurePosixPath(url.split("://", 1)[-1]).name
+    for suffix in (*_COMPRESSION, *_JSONL_SUFFIXES, *_WARC_SUFFIXES, *_HTML_SUFFIXES, ".parquet"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
 
 
 @dataclass(frozen=True)
@@ -249,7 +254,8 @@ def _jsonl_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[R
             block = next(blocks)
         except StopIteration:
             block = None
-        except (EOFError, OSError, zlib.error, ValueError, RuntimeError) as exc:
+        except (EOFError, OSError, zlib.error, ValueError, RuntimeError, zstandard.ZstdError,
+                lzma.LZMAError) as exc:
             # A truncated or corrupt compressed stream: keep what decoded, quarantine the rest.
             bad = QuarantineRecord(
                 f.url, line_no, offset, f"truncated stream: {f.compression} data ends or breaks here ({exc})",

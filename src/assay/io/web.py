@@ -58,6 +58,7 @@ class WebRecord:
     date: str | None
     block: bytes  # record block (HTTP head + payload for responses) or file content
     truncated: bool = False
+    error: str | None = None  # set when the file broke here: the record is quarantined
 
 
 class Undecodable(ValueError):
@@ -81,11 +82,24 @@ def warc_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[Raw
         raise InputError(f"{f.url}: WARC files must be plain or gzip-compressed, not {f.compression}")
     wanted = WarcRecordType.response | WarcRecordType.conversion
     chunk_index, records, size = 0, [], 0
+    next_offset = 0
     with fsspec.open(f.url, "rb") as stream:
         # parse_http=False: the block is read whole, so a record cut short by a truncated
         # file is detected (block shorter than Content-Length); HTTP is parsed in the worker.
-        for record in ArchiveIterator(stream, record_types=wanted, parse_http=False):
-            block = record.reader.read()
+        records_read = iter(ArchiveIterator(stream, record_types=wanted, parse_http=False))
+        while True:
+            try:
+                record = next(records_read)
+                block = record.reader.read()
+            except StopIteration:
+                break
+            except (OSError, ValueError, RuntimeError) as exc:
+                # A corrupt or cut file: keep what was read, quarantine where it breaks.
+                records.append(WebRecord(
+                    file=f.url, offset=next_offset, kind="broken", record_id=None, target_uri=None,
+                    date=None, block=b"", error=f"corrupt WARC stream after this offset: {exc}",
+                ))
+                break
             kind = "response" if record.record_type == WarcRecordType.response else "conversion"
             records.append(WebRecord(
                 file=f.url, offset=int(record.stream_pos), kind=kind,
@@ -93,6 +107,7 @@ def warc_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[Raw
                 date=record.headers.get("WARC-Date"), block=block,
                 truncated=len(block) < int(record.content_length),
             ))
+            next_offset = int(record.stream_pos) + 1
             size += len(block)
             if size >= chunk_bytes:
                 yield RawChunk(file_index, chunk_index, f, 1, 0, records=records)
@@ -113,12 +128,15 @@ def html_file_chunks(
     for file_index, f in files:
         if first is None:
             first = (file_index, f)
+        error = None
         try:
-            content, truncated = read_decoded(f), False
-        except (EOFError, OSError, zlib.error, ValueError) as exc:
-            content, truncated = str(exc).encode(), True
+            content = read_decoded(f)
+        except Exception as exc:  # any codec's error: this file is quarantined, the run goes on
+            with fsspec.open(f.url, "rb") as stream:
+                content = stream.read()  # the raw (compressed) bytes, for repair
+            error = f"undecodable file: {type(exc).__name__}: {exc}"
         records.append(WebRecord(file=f.url, offset=0, kind="file", record_id=f.url,
-                                 target_uri=None, date=None, block=content, truncated=truncated))
+                                 target_uri=None, date=None, block=content, error=error))
         size += len(content)
         if size >= chunk_bytes:
             yield RawChunk(first[0], 0, first[1], 1, 0, records=records)
@@ -140,20 +158,25 @@ def decode_web_records(
     chunk: RawChunk, fields: FieldMap
 ) -> tuple[pa.Table, list[QuarantineRecord]]:
     """Decode the records of a web chunk into a core-schema table (and quarantine)."""
-    from assay.io.readers import QuarantineRecord
+    from assay.io.readers import QuarantineRecord, file_stem
 
     quarantined = list(chunk.quarantined)
     columns: dict[str, list[Any]] = {c: [] for c in CORE_SCHEMA.names}
-    default_source = fields.default_source or chunk.file.stem
     for record in chunk.records or ():
         try:
             text, meta = _decode_record(record)
         except _Rejected as exc:
             quarantined.append(QuarantineRecord(record.file, None, record.offset, str(exc), exc.raw))
             continue
+        except Exception as exc:  # a record no rule foresaw: quarantined, never the end of a run
+            quarantined.append(QuarantineRecord(
+                record.file, None, record.offset, f"unreadable record: {type(exc).__name__}: {exc}",
+                record.block))
+            continue
         columns[ID].append(record.record_id or f"{record.file}@{record.offset}")
         columns[TEXT].append(text)
-        columns[SOURCE].append(default_source)
+        # Per record: HTML files grouped into one chunk each keep their own name.
+        columns[SOURCE].append(fields.default_source or file_stem(record.file))
         columns[URL].append(record.target_uri)
         columns[METADATA].append(orjson.dumps(meta).decode())
     return pa.Table.from_pydict(columns, schema=CORE_SCHEMA), quarantined
@@ -166,6 +189,8 @@ class _Rejected(ValueError):
 
 
 def _decode_record(record: WebRecord) -> tuple[str, dict[str, Any]]:
+    if record.error is not None:
+        raise _Rejected(record.error, record.block or None)
     if record.truncated:
         raise _Rejected(f"truncated record: the file ends inside this {record.kind} record", record.block)
     meta: dict[str, Any] = {}
@@ -214,14 +239,14 @@ def _decode_or_reject(payload: bytes, declared: str | None, *, html: bool) -> tu
 def parse_http_response(block: bytes) -> tuple[int | None, dict[str, str], bytes]:
     """(status, lower-cased headers, body) of a raw HTTP response; status None if there is
     no ``HTTP/x.y NNN`` status line."""
-    head, sep, body = block.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = block.partition(b"\n\n")
+    # Headers end at the first blank line, CRLF or bare LF, whichever comes first.
+    end = _BLANK_LINE.search(block)
+    head, body = (block[: end.start()], block[end.end():]) if end else (block, b"")
     lines = head.decode("latin-1").splitlines()
     if not lines or not lines[0].startswith("HTTP/"):
         return None, {}, block
     parts = lines[0].split(None, 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    status = int(parts[1]) if len(parts) > 1 and re.fullmatch(r"[0-9]{3}", parts[1]) else None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
@@ -284,6 +309,7 @@ def dechunk(payload: bytes) -> bytes:
 
 # -- charsets -------------------------------------------------------------------------------
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_:.+-]{1,40})""", re.I)
 # HTML5 decodes these labels as windows-1252, a superset.
 _WHATWG_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252",
@@ -297,9 +323,15 @@ def _codec(label: str | None) -> str | None:
     label = label.strip().lower()
     label = _WHATWG_ALIASES.get(label, label)
     try:
-        return codecs.lookup(label).name
+        name = codecs.lookup(label).name
     except LookupError:
         return None
+    if name.startswith(("utf-16", "utf-32")):
+        # Without a BOM (checked first) a page is not UTF-16; HTML reads the label as UTF-8.
+        return "utf-8"
+    if name == "utf-7":
+        return None  # not a web encoding; ignored as HTML says
+    return name
 
 
 def decode_html(payload: bytes, declared: str | None = None) -> tuple[str, str]:

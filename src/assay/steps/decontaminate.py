@@ -73,8 +73,8 @@ def char_tables() -> tuple[np.ndarray, np.ndarray]:
 
 def normalized_words(text: str) -> list[str]:
     """The words of ``text`` as decontamination compares them: split on whitespace,
-    lower-cased, punctuation and symbols removed, empty words dropped ("Don't stop-
-    now!" -> ``["dont", "stopnow"]``). The readable definition; :func:`word_table`
+    lower-cased, punctuation and symbols removed, empty words dropped
+    (``"Don't stop-now!"`` -> ``["dont", "stopnow"]``). The readable definition; :func:`word_table`
     computes the same words' hashes for many texts at once."""
     kinds, lower = char_tables()
     words = []

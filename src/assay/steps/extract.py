@@ -26,11 +26,15 @@ _TAG = re.compile(
     r"<(?:!doctype|html|head|body|div|p|span|table|article|main|section|a|h[1-6]|br|meta|title)\b",
     re.IGNORECASE,
 )
+# The bodies stop at the next opening or closing tag of the same kind, so a page full of
+# unclosed tags costs linear, not quadratic, time.
 _MATHJAX_SCRIPT = re.compile(
-    r"<script[^>]*type\s*=\s*[\"']?math/tex(?P<display>\s*;\s*mode\s*=\s*display)?[\"']?[^>]*>(?P<tex>.*?)</script>",
-    re.IGNORECASE | re.DOTALL,
+    r"<script[^>]*type\s*=\s*[\"']?math/tex(?P<display>\s*;\s*mode\s*=\s*display)?[\"']?[^>]*>"
+    r"(?P<tex>[^<]*(?:<(?!/?script\b)[^<]*)*)</script>",
+    re.IGNORECASE,
 )
-_MATHML = re.compile(r"<math\b[^>]*>.*?</math>", re.IGNORECASE | re.DOTALL)
+_MATHML = re.compile(r"<math\b[^>]*>[^<]*(?:<(?!/?math\b)[^<]*)*</math>", re.IGNORECASE)
+_MATH_HINT = re.compile(r"math/tex|<math\b", re.IGNORECASE)
 _TEX_ANNOTATION = re.compile(
     r"<annotation[^>]*encoding\s*=\s*[\"']application/x-tex[\"'][^>]*>(.*?)</annotation>",
     re.IGNORECASE | re.DOTALL,
@@ -164,10 +168,8 @@ def make_extractor(params: ExtractHtmlParams) -> Callable[[str], str | None]:
 
 def _math_to_tex(page: str) -> str:
     """MathJax scripts and annotated MathML as escaped LaTeX text the extractors keep."""
-    if "math/tex" in page:
-        page = _MATHJAX_SCRIPT.sub(_mathjax_span, page)
-    if "<math" in page:
-        page = _MATHML.sub(_mathml_span, page)
+    if _MATH_HINT.search(page):
+        page = _MATHML.sub(_mathml_span, _MATHJAX_SCRIPT.sub(_mathjax_span, page))
     return page
 
 
@@ -186,22 +188,23 @@ def _mathml_span(match: re.Match[str]) -> str:
 
 
 def _drop_math(page: str) -> str:
-    if "math/tex" in page:
-        page = _MATHJAX_SCRIPT.sub("", page)
-    if "<math" in page:
-        page = _MATHML.sub("", page)
+    if _MATH_HINT.search(page):
+        page = _MATHML.sub("", _MATHJAX_SCRIPT.sub("", page))
     return page
 
 
-_CODE_BLOCK = re.compile(r"<(pre|code)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_CODE_BLOCK = re.compile(
+    r"<(pre|code)\b[^>]*>[^<]*(?:<(?!/?(?:pre|code)\b)[^<]*)*</\1\s*>", re.IGNORECASE
+)
 
 
 def _drop_code(page: str) -> str:
-    return _CODE_BLOCK.sub("", page) if "<pre" in page or "<code" in page else page
+    return _CODE_BLOCK.sub("", page)
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Not an Exception, so the extractors' own ``except Exception`` fallbacks cannot swallow
+    it and return a partial text as a success."""
 
 
 @contextmanager
