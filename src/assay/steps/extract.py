@@ -35,6 +35,18 @@ _MATHJAX_SCRIPT = re.compile(
 )
 _MATHML = re.compile(r"<math\b[^>]*>[^<]*(?:<(?!/?math\b)[^<]*)*</math>", re.IGNORECASE)
 _MATH_HINT = re.compile(r"math/tex|<math\b", re.IGNORECASE)
+
+
+def _may_hold_math(page: str) -> bool:
+    # Plain substring tests first (each far cheaper than a case-blind regex over the page);
+    # the regex then confirms. "<Math" and mixed-case attributes are left to the extractor.
+    return ("<math" in page or "math/tex" in page or "<MATH" in page) and bool(_MATH_HINT.search(page))
+
+
+def _may_contain(page: str, word: str) -> bool:
+    """Whether ``word`` may occur in ``page`` in any case: a plain substring test for the
+    usual spellings (fast), so the case-blind regex only runs on pages that may match."""
+    return word in page or word.upper() in page or word.capitalize() in page
 _TEX_ANNOTATION = re.compile(
     r"<annotation[^>]*encoding\s*=\s*[\"']application/x-tex[\"'][^>]*>(.*?)</annotation>",
     re.IGNORECASE | re.DOTALL,
@@ -168,7 +180,7 @@ def make_extractor(params: ExtractHtmlParams) -> Callable[[str], str | None]:
 
 def _math_to_tex(page: str) -> str:
     """MathJax scripts and annotated MathML as escaped LaTeX text the extractors keep."""
-    if _MATH_HINT.search(page):
+    if _may_hold_math(page):
         page = _MATHML.sub(_mathml_span, _MATHJAX_SCRIPT.sub(_mathjax_span, page))
     return page
 
@@ -188,7 +200,7 @@ def _mathml_span(match: re.Match[str]) -> str:
 
 
 def _drop_math(page: str) -> str:
-    if _MATH_HINT.search(page):
+    if _may_hold_math(page):
         page = _MATHML.sub("", _MATHJAX_SCRIPT.sub("", page))
     return page
 
@@ -199,7 +211,9 @@ _CODE_BLOCK = re.compile(
 
 
 def _drop_code(page: str) -> str:
-    return _CODE_BLOCK.sub("", page)
+    if _may_contain(page, "<pre") or _may_contain(page, "<code"):
+        return _CODE_BLOCK.sub("", page)
+    return page
 
 
 class _Timeout(BaseException):
