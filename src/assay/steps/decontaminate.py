@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.documents import ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
-from assay.steps.shingles import mix64
+from assay.steps.shingles import hash_powers, mix64, word_hash_reference
 
 CONTAMINATED = "contaminated"
 TOO_MANY_PIECES = "contaminated_too_many_pieces"
@@ -41,9 +41,6 @@ MAX_NGRAM = 64
 # ------------------------------------------------------------------ normalisation
 
 SEPARATOR, WORD, DROPPED = 0, 1, 2
-
-# Polynomial hash of a word's code points mod 2**64 (the FNV-1 64-bit prime).
-_P = 0x100000001B3
 
 
 @cache
@@ -86,24 +83,9 @@ def normalized_words(text: str) -> list[str]:
 
 
 def word_hash(word: str) -> int:
-    """64-bit hash of one normalised word, as :func:`word_table` computes it."""
-    value = 0
-    for k, char in enumerate(word):
-        value = (value + ord(char) * pow(_P, k, 2**64)) % 2**64
-    return int(mix64(np.array([value ^ len(word)], dtype=np.uint64))[0])
-
-
-_power_table = np.ones(1, dtype=np.uint64)
-
-
-def _powers(n: int) -> np.ndarray:
-    """``P ** k mod 2**64`` for k < n at least (kept and grown with the longest word)."""
-    global _power_table
-    if len(_power_table) < n:
-        out = np.full(max(n, 2 * len(_power_table), 64), _P, dtype=np.uint64)
-        out[0] = 1
-        _power_table = np.multiply.accumulate(out)  # wraps mod 2**64, which is the point
-    return _power_table
+    """64-bit hash of one normalised word, as :func:`word_table` computes it (the same
+    polynomial hash as near-duplicate shingles use)."""
+    return word_hash_reference(word)
 
 
 @dataclass(frozen=True)
@@ -142,7 +124,7 @@ def word_table(texts: Sequence[str], spans: bool = False) -> Words:
         k = np.arange(len(word_chars)) - np.repeat(first, word_lengths)
         values = lower_table[codes[word_chars]].astype(np.uint64)
         with np.errstate(over="ignore"):
-            sums = np.add.reduceat(values * _powers(int(word_lengths.max()))[k], first)
+            sums = np.add.reduceat(values * hash_powers(int(word_lengths.max()))[k], first)
         hashes = mix64(sums ^ word_lengths.astype(np.uint64))
     starts = token_starts[has_word]
     counts = np.diff(np.searchsorted(starts, text_starts + lengths), prepend=0)

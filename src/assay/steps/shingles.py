@@ -94,7 +94,7 @@ def word_hash_reference(word: str) -> int:
 _power_table = np.ones(1, dtype=np.uint64)
 
 
-def _powers(n: int) -> np.ndarray:
+def hash_powers(n: int) -> np.ndarray:
     """``P ** k mod 2**64`` for k < n at least (kept and grown: n is the longest word yet)."""
     global _power_table
     if len(_power_table) < n:
@@ -135,7 +135,7 @@ def word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         first = np.cumsum(lengths) - lengths
         k = np.arange(len(word_codes)) - np.repeat(first, lengths)
         with np.errstate(over="ignore"):
-            sums = np.add.reduceat(word_codes * _powers(int(lengths.max()))[k], first)
+            sums = np.add.reduceat(word_codes * hash_powers(int(lengths.max()))[k], first)
         hashes = mix64(sums ^ lengths.astype(np.uint64))
     counts = np.diff(np.searchsorted(starts, text_ends), prepend=0)
     return hashes, counts
