@@ -258,9 +258,7 @@ def _hash_references(steps: Sequence[Step]) -> dict[str, str]:
             digest = hashlib.sha256()
             for name in files:
                 digest.update(name.removeprefix(path).encode())
-                with fs.open(name, "rb") as stream:
-                    while block := stream.read(1 << 22):
-                        digest.update(block)
+                _hash_file(fs, name, digest)
             out[url] = digest.hexdigest()
     return out
 
@@ -268,13 +266,19 @@ def _hash_references(steps: Sequence[Step]) -> dict[str, str]:
 def _hash_inputs(files: Sequence[InputFile]) -> list[dict[str, Any]]:
     out = []
     for f in files:
-        digest = hashlib.sha256()
-        with fsspec.open(f.url, "rb") as stream:
-            while block := stream.read(1 << 22):
-                digest.update(block)
+        fs, path = fsspec.core.url_to_fs(f.url)
+        digest = _hash_file(fs, path, hashlib.sha256())
         out.append({"url": f.url, "format": f.format, "compression": f.compression,
                     "size": f.size, "sha256": digest.hexdigest()})
     return out
+
+
+def _hash_file(fs: fsspec.AbstractFileSystem, path: str, digest: Any) -> Any:
+    """Feed one file's bytes to ``digest`` in 4 MB blocks; return it."""
+    with fs.open(path, "rb") as stream:
+        while block := stream.read(1 << 22):
+            digest.update(block)
+    return digest
 
 
 class _Runner:
