@@ -36,6 +36,15 @@ class Shards:
         self.manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
         if self.manifest.get("format") != "assay-shards":
             raise FormatError(f"{manifest_path}: not an assay-shards manifest")
+        # Opened token files per (packing, phase): the files never change, and a caller
+        # reading documents one by one must not re-read an index per document.
+        self._opened: dict[tuple[str, int | str], Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": {}}  # memory maps are reopened, not pickled
+
+    def _phase_key(self, phase: int | str | None) -> int | str:
+        return layout.HELDOUT if phase == layout.HELDOUT and self.has_heldout else self.phase_index(phase)
 
     @property
     def phases(self) -> list[str]:
@@ -87,32 +96,37 @@ class Shards:
 
     def concat_files(self, phase: int | str | None = None) -> list[TokenFile]:
         """The concat-and-chunk token files of a phase, in order (one sequence per document)."""
-        info = self._info(phase)
-        if "concat" not in info:
-            raise FormatError(f"{self.path}: phase has no concat files (packing.method)")
-        return [TokenFile(self.path / f["file"]) for f in info["concat"]["files"]]
+        key = ("concat", self._phase_key(phase))
+        if key not in self._opened:
+            info = self._info(phase)
+            if "concat" not in info:
+                raise FormatError(f"{self.path}: phase has no concat files (packing.method)")
+            self._opened[key] = [TokenFile(self.path / f["file"]) for f in info["concat"]["files"]]
+        return self._opened[key]
 
     def buckets(self, phase: int | str | None = None) -> dict[str, tuple[TokenFile, np.ndarray]]:
         """Dataset Decomposition buckets of a phase: ``{"13": (file, pieces), ..., "rest": ...}``
         where ``pieces[i]`` is (document position, token offset) of the file's i-th sequence."""
-        info = self._info(phase)
-        if "decompose" not in info:
-            raise FormatError(f"{self.path}: phase has no Dataset Decomposition files (packing.method)")
-        out = {}
-        for key, entry in info["decompose"]["buckets"].items():
-            prefix = self.path / entry["file"]
-            out[key] = (TokenFile(prefix), np.load(prefix.parent / f"{prefix.name}.pieces.npy"))
-        return out
+        cache_key = ("decompose", self._phase_key(phase))
+        if cache_key not in self._opened:
+            info = self._info(phase)
+            if "decompose" not in info:
+                raise FormatError(f"{self.path}: phase has no Dataset Decomposition files (packing.method)")
+            out = {}
+            for key, entry in info["decompose"]["buckets"].items():
+                prefix = self.path / entry["file"]
+                out[key] = (TokenFile(prefix), np.load(prefix.parent / f"{prefix.name}.pieces.npy"))
+            self._opened[cache_key] = out
+        return self._opened[cache_key]
 
     def document_tokens(self, phase: int | str | None, position: int,
                         packing: Packing = "concat") -> np.ndarray:
         """Tokens of the document at ``position`` (end-of-document token included), read from
         the concat files or reassembled from its Dataset Decomposition pieces."""
         if packing == "concat":
-            info = self._info(phase)["concat"]["files"]
-            firsts = [f["first_document"] for f in info]
+            firsts = [f["first_document"] for f in self._info(phase)["concat"]["files"]]
             part = int(np.searchsorted(firsts, position, side="right")) - 1
-            return np.asarray(TokenFile(self.path / info[part]["file"])[position - firsts[part]])
+            return np.asarray(self.concat_files(phase)[part][position - firsts[part]])
         pieces = []
         for file, where in self.buckets(phase).values():
             for i in np.flatnonzero(where[:, 0] == position):

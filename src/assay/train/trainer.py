@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from assay.scaling.published import STEP_LAW
 from assay.train import checkpoint
 from assay.train.config import RESUME_FREE, Precision, TrainConfig, TrainError
 from assay.train.data import BucketBatches, ConcatBatches
-from assay.train.evaluate import EvalSet, cloze_accuracy, evaluate, heldout_set, read_cloze
+from assay.train.evaluate import ClozeItem, EvalSet, cloze_accuracy, evaluate, heldout_set, read_cloze
 from assay.train.model import GPT, GPTConfig, count_parameters, flops_per_token, shape_for
 from assay.train.schedule import lr_multiplier, warmup_steps
 
@@ -203,7 +203,9 @@ class Trainer:
         self.out = Path(config.out) if config.out else None
         self._eval_set = eval_set
         self.warnings: list[str] = []
-        eval_shards = self._eval_shards()
+        # Opened once: evaluation runs every eval_every steps.
+        self.eval_shards = Shards(config.eval_shards) if config.eval_shards else self.shards
+        eval_shards = self.eval_shards
         if eval_set is None and not eval_shards.has_heldout:
             self.warnings.append(f"{eval_shards.path} has no held-out split: no evaluation (add `heldout: "
                                  "{fraction: 0.01}` to the prepare recipe)")
@@ -213,14 +215,16 @@ class Trainer:
         if epochs > 1.0 + 1e-9:
             self.warnings.append(f"the run repeats the training data: up to {epochs:.2f} passes over a phase")
 
-    def _eval_shards(self) -> Shards:
-        return Shards(self.config.eval_shards) if self.config.eval_shards else self.shards
+    @cached_property
+    def cloze_items(self) -> list[ClozeItem]:
+        """The cloze file's items (read on first use)."""
+        return read_cloze(self.config.cloze)
 
     @property
     def eval_set(self) -> EvalSet | None:
         """The held-out windows (built on first use), or None without a held-out split."""
         if self._eval_set is None:
-            shards = self._eval_shards()
+            shards = self.eval_shards
             if shards.has_heldout:
                 self._eval_set = heldout_set(shards, self.plan.context, self.config.eval_documents)
         return self._eval_set
@@ -270,9 +274,9 @@ class Trainer:
             return None
         result = evaluate(self.model, data, self.device, self.autocast)
         if self.config.cloze:
-            shards = self._eval_shards()
+            shards = self.eval_shards
             result["cloze"] = cloze_accuracy(self.model, shards.encoder.encode, shards.eos_id,
-                                             read_cloze(self.config.cloze), self.plan.context, self.device)
+                                             self.cloze_items, self.plan.context, self.device)
         return result
 
     def train(self, until: int | None = None) -> dict[str, Any]:
