@@ -22,12 +22,10 @@ from functools import cache
 import numpy as np
 import regex
 
-from assay.steps.shingles import mix64
+from assay.steps.shingles import hash_powers, mix64, word_hash_reference
 
 SPACE, WORD, OTHER = 0, 1, 2
 
-# Polynomial hash of a token's code points mod 2**64 (the FNV-1 64-bit prime).
-_P = np.uint64(0x100000001B3)
 # Multiplier that chains n-gram hashes (an odd 64-bit constant, the golden ratio's bits).
 _CHAIN = np.uint64(0x9E3779B97F4A7C15)
 _WORDPUNCT = regex.compile(r"\w+|[^\w\s]+", regex.UNICODE | regex.MULTILINE | regex.DOTALL)
@@ -71,27 +69,8 @@ def regex_tokens(text: str) -> list[str]:
     return _WORDPUNCT.findall(text.lower())
 
 
-_P_INVERSE = np.uint64(pow(int(_P), -1, 2**64))
-_tables: dict[str, np.ndarray] = {"powers": np.ones(1, np.uint64), "inverse": np.ones(1, np.uint64)}
-
-
-def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``P**k`` and ``P**-k`` mod 2**64 for k < n at least (kept, grown as needed)."""
-    if len(_tables["powers"]) < n:
-        size = max(n, 2 * len(_tables["powers"]), 1024)
-        for name, base in (("powers", _P), ("inverse", _P_INVERSE)):
-            out = np.full(size, base, dtype=np.uint64)
-            out[0] = 1
-            _tables[name] = np.multiply.accumulate(out)  # wraps mod 2**64, which is the point
-    return _tables["powers"], _tables["inverse"]
-
-
-def token_hash_reference(token: str) -> int:
-    """64-bit hash of one token, as :func:`token_hashes` computes it."""
-    value = 0
-    for k, char in enumerate(token):
-        value = (value + ord(char) * pow(int(_P), k, 2**64)) % 2**64
-    return int(mix64(np.array([value ^ len(token)], dtype=np.uint64))[0])
+# A token is hashed as a near-duplicate word is (the same polynomial hash, one definition).
+token_hash_reference = word_hash_reference
 
 
 def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,14 +90,15 @@ def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ends = np.append(run_starts[1:], len(kinds))[is_token]
     hashes = np.zeros(0, dtype=np.uint64)
     if len(starts):
-        # sum(code * P**k) over a token's k-th characters, from one prefix sum over the whole
-        # batch: (S[end] - S[start]) / P**start, exact mod 2**64 since P is odd.
-        powers, inverse = _power_tables(len(codes) + 1)
-        prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+        # sum(code * P**k) over the k-th character of each token, one reduceat for all:
+        # tokens are the runs of non-space characters, in order.
+        token_codes = codes[kinds != SPACE].astype(np.uint64)
+        lengths = ends - starts
+        first = np.cumsum(lengths) - lengths
+        k = np.arange(len(token_codes)) - np.repeat(first, lengths)
         with np.errstate(over="ignore"):
-            np.cumsum(codes * powers[: len(codes)], out=prefix[1:])
-            sums = (prefix[ends] - prefix[starts]) * inverse[starts]
-        hashes = mix64(sums ^ (ends - starts).astype(np.uint64))
+            sums = np.add.reduceat(token_codes * hash_powers(int(lengths.max()))[k], first)
+        hashes = mix64(sums ^ lengths.astype(np.uint64))
     counts = np.diff(np.searchsorted(starts, text_ends), prepend=0)
     return hashes, counts
 
