@@ -40,9 +40,9 @@ LOW_SCORE = "quality_classifier_low_score"
 
 
 def feature_matrix(texts: Sequence[str], ngrams: int, num_buckets: int) -> scipy.sparse.csr_matrix:
+    """(texts, buckets): hashed 1..n-gram counts, each row scaled to unit L2 norm."""
     import scipy.sparse  # imported here: a worker that never runs this step never loads scipy
 
-    """(texts, buckets): hashed 1..n-gram counts, each row scaled to unit L2 norm."""
     sparse, _ = hashed_ngram_counts(list(texts), ngrams, num_buckets)
     values = sparse.counts.astype(np.float64)
     row_of = np.repeat(np.arange(sparse.num_texts), np.diff(sparse.offsets))

@@ -239,7 +239,6 @@ class ShardSelection:
     num_rows: int
     log_weight: np.ndarray  # float64 per row
     reasons: np.ndarray  # object: None (selected), NOT_SELECTED or TOO_SHORT
-    target: np.ndarray  # int64: the target that chose the row, -1 if none
 
 
 @register
@@ -352,7 +351,7 @@ class Dsir(GlobalStep):
         reasons[~chosen & ~eligible] = TOO_SHORT
         per_shard = [
             ShardSelection(int(sizes[i]), weights[bounds[i]:bounds[i + 1], 0],
-                           reasons[bounds[i]:bounds[i + 1]], target[bounds[i]:bounds[i + 1]])
+                           reasons[bounds[i]:bounds[i + 1]])
             for i in range(len(sizes))
         ]
         summary = self._summary(n_docs, total, eligible, chosen, target, targets, proportions,
