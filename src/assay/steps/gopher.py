@@ -246,8 +246,8 @@ def _scan_exact(
     firsts: np.ndarray,
     sizes: np.ndarray,
     n: int,
-    resume: int = 0,
-    prior: np.ndarray | None = None,
+    resume: int,
+    prior: np.ndarray,
 ) -> int:
     """datatrove's left-to-right duplicate scan of one document, visiting only its repeats;
     the characters of its duplicates from position ``resume`` on.
@@ -274,7 +274,7 @@ def _scan_exact(
     # [lo, hi) intervals the scan jumped over, sorted and disjoint. After the prior
     # duplicates, whole jumps are listed; the loop below lists only the parts past a
     # run's end: the rest are repeats, never first occurrences, so it makes no difference.
-    prior_list = [] if prior is None else prior.tolist()
+    prior_list = prior.tolist()
     jumped_lo = [d + 1 for d in prior_list]
     jumped_hi = [d + n for d in prior_list]
     remembered: set[int] = set()  # n-grams (by first position) remembered at a repeat
