@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ class SourceDocs:
     files: list[str]
     table: pa.Table  # id, text, source
 
-    @property
+    @cached_property
     def n_bytes(self) -> np.ndarray:
         return pc.binary_length(self.table.column(TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -159,8 +160,7 @@ def load_sources(mixture: MixtureSpec, *, skip_empty: bool, log: Log) -> tuple[l
                 raise PrepareError(f"document {doc_id!r} of {spec.path} is in sources {other!r} and "
                                    f"{name!r}; make their select lists disjoint")
         sources.append(SourceDocs(name, spec.path, files, table))
-        n_bytes = int(pc.sum(pc.binary_length(table.column(TEXT))).as_py())
-        log(f"source {name}: {table.num_rows:,} documents, {n_bytes:,} bytes")
+        log(f"source {name}: {table.num_rows:,} documents, {int(sources[-1].n_bytes.sum()):,} bytes")
     return sources, warnings
 
 
@@ -550,12 +550,12 @@ def _manifest(recipe: PrepareRecipe, mixture: MixtureSpec, encoder: Encoder, sou
         src_lengths = lengths[first_doc[i]: first_doc[i + 1]]
         curated = _objects(s.table.column(SOURCE))
         by_curated: dict[str, dict[str, int]] = {}
+        drawn_docs = np.concatenate([d.docs for d in draws[i]])
+        drawn_curated = curated[drawn_docs]
         for name in sorted(set(curated.tolist())):
             mine = curated == name
-            drawn = np.concatenate([mine[d.docs] for d in draws[i]])
-            drawn_docs = np.concatenate([d.docs for d in draws[i]])
             by_curated[name] = {"documents": int(mine.sum()), "unique_tokens": int(src_lengths[mine].sum()),
-                                "tokens": int(src_lengths[drawn_docs[drawn]].sum())}
+                                "tokens": int(src_lengths[drawn_docs[drawn_curated == name]].sum())}
         spec = mixture.sources[s.name]
         effective = float(effective_data(unique[s.name], realised))
         source_info[s.name] = {

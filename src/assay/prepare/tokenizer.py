@@ -153,7 +153,7 @@ class Encoder:
     not_tiktoken: str | None = None  # why tiktoken's engine cannot run it
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
-    @property
+    @cached_property
     def vocab_size(self) -> int:
         """One more than the largest id (so every id fits the dtype)."""
         return int(max(self.hf.get_vocab(with_added_tokens=True).values())) + 1
