@@ -31,7 +31,12 @@ def phase_dir(p: int | None, name: str) -> str:
     held-out split (``p`` None)."""
     if p is None:
         return HELDOUT
-    return f"phase-{p:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
+    return f"phase-{p:02d}-{safe_name(name)}"
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every run of characters unsafe in a file name replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def documents(p: int | None, name: str) -> Path:

@@ -20,7 +20,6 @@ tokenizer, train once per recipe and seed, and compare held-out metrics.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,9 +29,9 @@ import numpy as np
 import orjson
 from scipy import stats
 
-from assay.prepare.layout import HELDOUT, MANIFEST
+from assay.prepare.layout import HELDOUT, MANIFEST, safe_name
 from assay.prepare.reader import Shards
-from assay.train.evaluate import EvalSet, heldout_set
+from assay.train.evaluate import EvalSet, document_keys, heldout_set
 from assay.train.trainer import TrainConfig, Trainer, TrainError, phase_tokens
 
 Callback = Callable[[str, int, dict[str, Any]], None]
@@ -98,13 +97,8 @@ def training_documents(shards: Shards) -> set[tuple[str, str]]:
     keys: set[tuple[str, str]] = set()
     for phase in shards.phases:
         docs = shards.documents(phase)
-        keys.update(_keys(docs))
+        keys.update(document_keys(docs))
     return keys
-
-
-def _keys(docs: Any) -> list[tuple[str, str]]:
-    """(curated source, id) of each row of a documents table."""
-    return list(zip(docs.column("curated_source").to_pylist(), docs.column("id").to_pylist(), strict=True))
 
 
 def shared_eval_set(recipes: Sequence[Recipe], context: int, eval_shards: str | Path | None = None,
@@ -125,7 +119,7 @@ def shared_eval_set(recipes: Sequence[Recipe], context: int, eval_shards: str | 
     for s in all_shards:
         trained |= training_documents(s)
     docs = source.documents(HELDOUT)
-    overlap = set(_keys(docs)) & trained
+    overlap = set(document_keys(docs)) & trained
     try:
         data = heldout_set(source, context, max_documents, exclude=overlap)
     except ValueError:
@@ -134,10 +128,6 @@ def shared_eval_set(recipes: Sequence[Recipe], context: int, eval_shards: str | 
     note = {"shards": str(source.path), "documents": int(sum(data.documents.values())),
             "left_out": len(overlap), "tokens": data.n_tokens, "bytes": int(sum(data.bytes.values()))}
     return data, note
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def run_compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: str | Path,
@@ -160,7 +150,7 @@ def run_compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: s
     for seed in range(base.seed, base.seed + seeds):
         for r in recipes:
             config = replace(base, shards=str(r.shards), seed=seed,
-                             out=str(out / _slug(r.name) / f"seed-{seed}"))
+                             out=str(out / safe_name(r.name) / f"seed-{seed}"))
             records: list[dict[str, Any]] = []
 
             def hook(record: dict[str, Any], name: str = r.name, seed: int = seed,

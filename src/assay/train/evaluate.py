@@ -69,6 +69,12 @@ class EvalSet:
         return sum(t.size for t in self.targets)
 
 
+def document_keys(docs: Any) -> list[tuple[str, str]]:
+    """(curated source, id) of each row of a documents table: a document's identity across
+    prepared outputs."""
+    return list(zip(docs.column("curated_source").to_pylist(), docs.column("id").to_pylist(), strict=True))
+
+
 def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
                 exclude: set[tuple[str, str]] | None = None) -> EvalSet:
     """The held-out split of ``shards`` as scoring windows (``max_documents``: that many,
@@ -79,7 +85,7 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
         raise ValueError(f"{shards.path} has no held-out split: add `heldout: {{fraction: 0.01}}` to the "
                          "prepare recipe and run `assay prepare` again")
     docs = shards.documents(HELDOUT)
-    keys = list(zip(docs.column("curated_source").to_pylist(), docs.column("id").to_pylist(), strict=True))
+    keys = document_keys(docs)
     keep = [i for i, key in enumerate(keys) if not exclude or key not in exclude]
     if max_documents is not None and max_documents < len(keep):
         spread = np.unique(np.linspace(0, len(keep) - 1, max_documents).round().astype(np.int64))
