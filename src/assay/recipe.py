@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -182,8 +182,10 @@ def _located(
     model: type[BaseModel],
     step: str | None = None,
 ) -> RecipeError:
-    """Turn pydantic's first error into a located message with the valid choices."""
-    err = exc.errors()[0]
+    """Turn pydantic's most telling error into a located message with the valid choices: an
+    unknown key first (a typo also makes a required key missing), else the first error."""
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     line = _line(lines, (*prefix, *loc))
     field = ".".join(str(p) for p in loc)
@@ -203,13 +205,19 @@ def _located(
 
 
 def _field_names(model: type[BaseModel], loc: Location) -> list[str]:
+    """The keys valid at ``loc``: of the model that holds them, found through optional, list
+    and dict fields."""
     for part in loc:
-        if isinstance(part, int):
-            continue
         info = model.model_fields.get(str(part))
-        annotation = getattr(info, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        if info is None:
+            continue
+        stack = [info.annotation]
+        while stack:
+            annotation = stack.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+                break
+            stack.extend(get_args(annotation))
     return sorted(model.model_fields)
 
 

@@ -23,9 +23,8 @@ reported as ``FILE:LINE: message`` before any work starts.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -194,34 +193,12 @@ def parse_prepare_recipe(text: str, *, source: str = "<string>") -> PrepareRecip
 
 
 def _located_error(exc: ValidationError, source: str, lines: dict[Any, int]) -> RecipeError:
-    """The most telling error, located: an unknown key first (a typo also makes a key missing)."""
+    """The most telling error, located (a validator's message as it is, without pydantic's
+    "Value error, " prefix)."""
     errors = exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(err["loc"])
-    field = ".".join(str(p) for p in loc) or "recipe"
-    if err["type"] == "extra_forbidden":
-        valid = sorted(_model_at(loc[:-1]).model_fields)
-        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
-        return RecipeError(source, _line(lines, loc),
-                           f"unknown parameter {field!r}; {did_you_mean}valid: {', '.join(valid)}")
     if err["type"] == "value_error":
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "recipe"
         return RecipeError(source, _line(lines, loc), f"{field}: {err['msg'].removeprefix('Value error, ')}")
     return _located(exc, source, lines, (), PrepareRecipe)
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
-    """The recipe model that holds the keys at ``loc`` (through optional, list and dict fields)."""
-    model: type[BaseModel] = PrepareRecipe
-    for part in loc:
-        info = model.model_fields.get(str(part))
-        if info is None:
-            continue
-        stack = [info.annotation]
-        while stack:
-            annotation = stack.pop()
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
-                break
-            stack.extend(get_args(annotation))
-    return model
