@@ -194,7 +194,18 @@ def top_share_threshold(scores: np.ndarray, fraction: float) -> tuple[np.ndarray
 # ------------------------------------------------------------------------ the step
 
 
-class QualityClassifierParams(StepParams):
+class KeepRuleParams(StepParams):
+    """Base of the parameters of a score selection: its subclasses declare ``top_fraction``
+    and ``threshold`` (with their own ranges), and one of them must be given."""
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> KeepRuleParams:
+        if getattr(self, "top_fraction", None) is None and getattr(self, "threshold", None) is None:
+            raise ValueError("give top_fraction or threshold")
+        return self
+
+
+class QualityClassifierParams(KeepRuleParams):
     model: str = Field(description="model folder written by `assay select train-classifier`")
     top_fraction: float | None = Field(
         0.1, gt=0, le=1, description="keep this share of the documents with the highest scores (DCLM: 10%)"
@@ -209,12 +220,6 @@ class QualityClassifierParams(StepParams):
         check_model(path, KIND)
         return path
 
-    @model_validator(mode="after")
-    def _one_rule(self) -> QualityClassifierParams:
-        if self.top_fraction is None and self.threshold is None:
-            raise ValueError("give top_fraction or threshold")
-        return self
-
 
 @dataclass(frozen=True)
 class ShardKeep:
@@ -222,8 +227,35 @@ class ShardKeep:
     rejected: np.ndarray  # boolean per row
 
 
+class ScoreSelection(GlobalStep):
+    """A global step that keeps the documents whose ``score`` signal is in the top
+    ``top_fraction`` (ties by input order) or at least ``threshold``; the others are
+    rejected with ``low_score_reason``."""
+
+    low_score_reason: ClassVar[str]
+
+    def fit(self, keys: pa.Table, shard_sizes: Sequence[int]) -> GlobalState:
+        p = self.params
+        scores = keys.column(signal_column(self.name, "score")).to_numpy()
+        if p.threshold is not None:
+            keep, threshold = scores >= p.threshold, p.threshold
+        else:
+            keep, threshold = top_share_threshold(scores, p.top_fraction or 0)
+        bounds = np.concatenate([[0], np.cumsum(shard_sizes)])
+        per_shard = [ShardKeep(int(shard_sizes[i]), ~keep[bounds[i]:bounds[i + 1]])
+                     for i in range(len(shard_sizes))]
+        return GlobalState(per_shard, {"documents": len(scores), "kept": int(keep.sum()),
+                                       "threshold": round(float(threshold), 6)})
+
+    def apply(self, table: pa.Table, shard_state: ShardKeep) -> pa.Table:
+        if table.num_rows != shard_state.num_rows:
+            raise ValueError(f"shard has {table.num_rows} rows but was fitted with {shard_state.num_rows}")
+        reasons = np.where(shard_state.rejected, self.low_score_reason, None)
+        return table.append_column(REASON, pa.array(reasons, pa.string()))
+
+
 @register
-class QualityClassifierStep(GlobalStep):
+class QualityClassifierStep(ScoreSelection):
     """Quality classifier: score documents with a trained classifier, keep the top share.
 
     DCLM (Li et al. 2024) keeps the top 10% of documents by a fastText bigram classifier
@@ -238,6 +270,7 @@ class QualityClassifierStep(GlobalStep):
     """
 
     name: ClassVar[str] = "quality_classifier"
+    low_score_reason: ClassVar[str] = LOW_SCORE
     Params: ClassVar[type[StepParams]] = QualityClassifierParams
     signal_types: ClassVar[Mapping[str, pa.DataType]] = {"score": pa.float64()}
 
@@ -252,21 +285,8 @@ class QualityClassifierStep(GlobalStep):
         return table.append_column(signal_column(self.name, "score"), pa.array(scores, pa.float64()))
 
     def fit(self, keys: pa.Table, shard_sizes: Sequence[int]) -> GlobalState:
+        state = super().fit(keys, shard_sizes)
         scores = keys.column(signal_column(self.name, "score")).to_numpy()
-        if self.params.threshold is not None:
-            keep, threshold = scores >= self.params.threshold, self.params.threshold
-        else:
-            keep, threshold = top_share_threshold(scores, self.params.top_fraction or 0)
-        bounds = np.concatenate([[0], np.cumsum(shard_sizes)])
-        per_shard = [ShardKeep(int(shard_sizes[i]), ~keep[bounds[i]:bounds[i + 1]])
-                     for i in range(len(shard_sizes))]
         quantiles = np.quantile(scores, [0.1, 0.5, 0.9]).round(4).tolist() if len(scores) else []
-        return GlobalState(per_shard, {"documents": len(scores), "kept": int(keep.sum()),
-                                       "threshold": round(threshold, 6),
-                                       "score_p10_p50_p90": quantiles})
-
-    def apply(self, table: pa.Table, shard_state: ShardKeep) -> pa.Table:
-        if table.num_rows != shard_state.num_rows:
-            raise ValueError(f"shard has {table.num_rows} rows but was fitted with {shard_state.num_rows}")
-        reasons = np.where(shard_state.rejected, LOW_SCORE, None)
-        return table.append_column(REASON, pa.array(reasons, pa.string()))
+        state.summary["score_p10_p50_p90"] = quantiles
+        return state

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from assay.documents import REASON, TEXT, signal_column
-from assay.steps.base import GlobalState, GlobalStep, StepParams, register
-from assay.steps.select.classifier import ShardKeep, top_share_threshold
+from assay.documents import TEXT, signal_column
+from assay.steps.base import StepParams, register
+from assay.steps.select.classifier import KeepRuleParams, ScoreSelection
 from assay.steps.select.model_files import check_model, load_model, save_model
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def save_target(folder: str, target: dict[str, Any], sources: Sequence[str]) -> 
 # ------------------------------------------------------------------------ the step
 
 
-class EmbeddingSimilarityParams(StepParams):
+class EmbeddingSimilarityParams(KeepRuleParams):
     target: str = Field(description="target folder written by `assay select embed-target`")
     method: Literal["centroid", "knn"] = Field(
         "centroid", description="cosine to the target centroid, or mean cosine to the k nearest targets"
@@ -215,15 +215,9 @@ class EmbeddingSimilarityParams(StepParams):
         check_model(path, KIND)
         return path
 
-    @model_validator(mode="after")
-    def _one_rule(self) -> EmbeddingSimilarityParams:
-        if self.top_fraction is None and self.threshold is None:
-            raise ValueError("give top_fraction or threshold")
-        return self
-
 
 @register
-class EmbeddingSimilarity(GlobalStep):
+class EmbeddingSimilarity(ScoreSelection):
     """Embedding similarity: keep the documents whose sentence embeddings are closest to a target.
 
     Representation-based selection (e.g. for instruction tuning, Xia et al. 2024 "LESS";
@@ -240,6 +234,7 @@ class EmbeddingSimilarity(GlobalStep):
     """
 
     name: ClassVar[str] = "embedding_similarity"
+    low_score_reason: ClassVar[str] = LOW_SIMILARITY
     Params: ClassVar[type[StepParams]] = EmbeddingSimilarityParams
     signal_types: ClassVar[Mapping[str, pa.DataType]] = {"score": pa.float64()}
 
@@ -259,21 +254,3 @@ class EmbeddingSimilarity(GlobalStep):
         else:
             scores = knn_similarity(embeddings, self._target, self.params.k)
         return table.append_column(signal_column(self.name, "score"), pa.array(scores.astype(np.float64)))
-
-    def fit(self, keys: pa.Table, shard_sizes: Sequence[int]) -> GlobalState:
-        scores = keys.column(signal_column(self.name, "score")).to_numpy()
-        if self.params.threshold is not None:
-            keep, threshold = scores >= self.params.threshold, self.params.threshold
-        else:
-            keep, threshold = top_share_threshold(scores, self.params.top_fraction or 0)
-        bounds = np.concatenate([[0], np.cumsum(shard_sizes)])
-        per_shard = [ShardKeep(int(shard_sizes[i]), ~keep[bounds[i]:bounds[i + 1]])
-                     for i in range(len(shard_sizes))]
-        return GlobalState(per_shard, {"documents": len(scores), "kept": int(keep.sum()),
-                                       "threshold": round(float(threshold), 6)})
-
-    def apply(self, table: pa.Table, shard_state: ShardKeep) -> pa.Table:
-        if table.num_rows != shard_state.num_rows:
-            raise ValueError(f"shard has {table.num_rows} rows but was fitted with {shard_state.num_rows}")
-        reasons = np.where(shard_state.rejected, LOW_SIMILARITY, None)
-        return table.append_column(REASON, pa.array(reasons, pa.string()))
