@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from assay.documents import REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
-from assay.steps.select.features import SparseCounts, hashed_ngram_counts
+from assay.steps.select.features import SparseCounts, hashed_ngram_counts, ngram_hashes, token_hashes
 from assay.steps.select.model_files import save_model
 from assay.steps.select.sources import ExampleSet, check_example_set, iter_texts
 
@@ -222,8 +222,11 @@ def target_counts(task: _TargetTask) -> tuple[np.ndarray, int, int]:
     total = np.zeros(task.num_buckets)
     docs = tokens = 0
     for texts in iter_texts(task.examples):
-        sparse, n_tokens = hashed_ngram_counts(texts, task.ngrams, task.num_buckets)
-        total += sparse.total(task.num_buckets)
+        # Only the set's totals are needed: count buckets directly, no per-document table.
+        token_ids, n_tokens = token_hashes(texts)
+        hashes, _ = ngram_hashes(token_ids, n_tokens, task.ngrams)
+        total += np.bincount((hashes % np.uint64(task.num_buckets)).astype(np.int64),
+                             minlength=task.num_buckets)
         docs += len(texts)
         tokens += int(n_tokens.sum())
     return total, docs, tokens
