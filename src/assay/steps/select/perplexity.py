@@ -106,12 +106,21 @@ def events(texts: Sequence[str], order: int) -> Events:
 # ------------------------------------------------------------------------ the model
 
 
+def _positions(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(at, found)``: where each of ``query`` is in the sorted ``keys``, and whether it is
+    there at all (``at`` is a valid index only where found)."""
+    if not len(keys):
+        return np.zeros(len(query), dtype=np.int64), np.zeros(len(query), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return at, keys[at] == query
+
+
 def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``values`` of ``query`` in the sorted ``keys`` (0 where absent)."""
-    if not len(keys):
-        return np.zeros(len(query))
-    at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return np.where(keys[at] == query, values[at], 0.0)
+    at, found = _positions(keys, query)
+    out = np.zeros(len(query))
+    out[found] = values[at[found]]
+    return out
 
 
 def _discount(counts: np.ndarray) -> float:
@@ -153,7 +162,7 @@ class NgramLM:
             else:
                 # Continuation count: distinct words before the k-gram (distinct (k+1)-grams
                 # that end with it); k-grams that start at <s> keep their raw counts.
-                longer, first_long = np.unique(ev.grams[k], return_index=True)
+                _, first_long = np.unique(ev.grams[k], return_index=True)
                 suffix = grams[first_long]
                 continued = ~ev.starts_at_bos[k - 1][first_long]
                 raw = ev.starts_at_bos[k - 1]
@@ -162,7 +171,6 @@ class NgramLM:
                 counts = counts.astype(np.float64)
                 source = np.concatenate([first_long[continued], np.flatnonzero(raw)])
                 first = source[where]
-                del longer
             gram_keys.append(keys)
             gram_counts.append(counts)
             discounts[k - 1] = _discount(counts)
@@ -187,11 +195,14 @@ class NgramLM:
             prob = np.full(len(ev.grams[0]), 1 / self.vocabulary)
         for k in range(2, self.order + 1):
             i = k - 1
-            totals = _lookup(self.context_keys[i], self.context_totals[i], ev.contexts[i])
+            # One search of the contexts serves both their totals and their type counts.
+            at, found = _positions(self.context_keys[i], ev.contexts[i])
+            totals = np.zeros(len(found))
+            totals[found] = self.context_totals[i][at[found]]
             known = totals > 0
             if not known.any():
                 continue
-            types = _lookup(self.context_keys[i], self.context_types[i], ev.contexts[i][known])
+            types = self.context_types[i][at[known]]
             counts = _lookup(self.gram_keys[i], self.gram_counts[i], ev.grams[i][known])
             d = self.discounts[i]
             t = totals[known]
