@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -130,8 +131,14 @@ def load_sources(mixture: MixtureSpec, *, skip_empty: bool, log: Log) -> tuple[l
     cache: dict[str, tuple[list[str], pa.Table]] = {}
     sources, warnings = [], []
     seen: dict[tuple[str, str], str] = {}
+
+    def path_key(path: str) -> str:
+        return str(Path(path).resolve()) if Path(path).exists() else path
+
+    # Only sources that read the same curated output can share a document.
+    readers = Counter(path_key(spec.path) for spec in mixture.sources.values())
     for name, spec in mixture.sources.items():
-        key = str(Path(spec.path).resolve()) if Path(spec.path).exists() else spec.path
+        key = path_key(spec.path)
         if key not in cache:
             cache[key] = read_curated(spec.path)
         files, table = cache[key]
@@ -154,7 +161,7 @@ def load_sources(mixture: MixtureSpec, *, skip_empty: bool, log: Log) -> tuple[l
             table = table.filter(pc.invert(empty))
         if table.num_rows == 0:
             raise PrepareError(f"source {name!r}: no documents in {spec.path}")
-        for doc_id in table.column(ID).to_pylist():
+        for doc_id in table.column(ID).to_pylist() if readers[key] > 1 else ():
             other = seen.setdefault((key, doc_id), name)
             if other != name:
                 raise PrepareError(f"document {doc_id!r} of {spec.path} is in sources {other!r} and "
