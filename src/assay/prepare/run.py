@@ -331,19 +331,12 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
             out.rmdir()
         return PrepareResult(out, manifest, warnings)
     tokens_file = TokenFile(work / "tokens")
-    starts = tokens_file.starts
     for p, phase in enumerate(phases):
         order = orders[p]
         info = manifest["phases"][p]
-        _write_documents(out, p, phase.name, order, sources, lengths)
-        if recipe.packing.method in ("concat", "both"):
-            info["concat"] = _write_concat(out, p, phase.name, order, tokens_file.tokens, starts, lengths,
-                                           encoder, recipe)
-        if recipe.packing.method in ("decompose", "both"):
-            info["decompose"] = _write_decomposed(out, p, phase.name, order, tokens_file.tokens, starts,
-                                                  lengths, encoder, recipe)
+        _write_split(out, p, phase.name, order, sources, lengths, tokens_file, encoder, recipe, info)
         say(f"phase {phase.name}: {info['tokens']:,} tokens, {info['documents']:,} documents")
-    del tokens_file, starts
+    del tokens_file
     if held:
         _write_heldout(out, manifest["heldout"], held, held_first, held_lengths, work / layout.HELDOUT,
                        encoder, recipe)
@@ -446,14 +439,20 @@ def _write_heldout(out: Path, info: dict[str, Any], held: Sequence[SourceDocs], 
     order = PhaseOrder(np.repeat(np.arange(len(held), dtype=np.int32), counts),
                        np.concatenate([np.arange(c, dtype=np.int64) for c in counts]),
                        np.zeros(int(first[-1]), dtype=np.int32), np.arange(int(first[-1]), dtype=np.int64))
-    tokens_file = TokenFile(work_file)
-    _write_documents(out, None, layout.HELDOUT, order, held, lengths)
+    _write_split(out, None, layout.HELDOUT, order, held, lengths, TokenFile(work_file), encoder, recipe, info)
+
+
+def _write_split(out: Path, p: int | None, name: str, order: PhaseOrder, sources: Sequence[SourceDocs],
+                 lengths: np.ndarray, tokens_file: TokenFile, encoder: Encoder, recipe: PrepareRecipe,
+                 info: dict[str, Any]) -> None:
+    """Write one phase (or the held-out split, ``p`` None): its documents table and its
+    packings, recorded in ``info``."""
+    _write_documents(out, p, name, order, sources, lengths)
+    tokens, starts = tokens_file.tokens, tokens_file.starts
     if recipe.packing.method in ("concat", "both"):
-        info["concat"] = _write_concat(out, None, layout.HELDOUT, order, tokens_file.tokens,
-                                       tokens_file.starts, lengths, encoder, recipe)
+        info["concat"] = _write_concat(out, p, name, order, tokens, starts, lengths, encoder, recipe)
     if recipe.packing.method in ("decompose", "both"):
-        info["decompose"] = _write_decomposed(out, None, layout.HELDOUT, order, tokens_file.tokens,
-                                              tokens_file.starts, lengths, encoder, recipe)
+        info["decompose"] = _write_decomposed(out, p, name, order, tokens, starts, lengths, encoder, recipe)
 
 
 def _write_documents(out: Path, p: int | None, name: str, order: PhaseOrder, sources: Sequence[SourceDocs],
