@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.documents import ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
-from assay.steps.shingles import hash_powers, mix64, word_hash_reference
+from assay.steps.shingles import mix64, run_hashes, word_hash_reference
 
 CONTAMINATED = "contaminated"
 TOO_MANY_PIECES = "contaminated_too_many_pieces"
@@ -118,14 +118,7 @@ def word_table(texts: Sequence[str], spans: bool = False) -> Words:
     per_token = np.bincount(token_of, minlength=len(token_starts))
     has_word = per_token > 0
     word_lengths = per_token[has_word]
-    hashes = np.zeros(0, dtype=np.uint64)
-    if len(word_lengths):
-        first = np.cumsum(word_lengths) - word_lengths
-        k = np.arange(len(word_chars)) - np.repeat(first, word_lengths)
-        values = lower_table[codes[word_chars]].astype(np.uint64)
-        with np.errstate(over="ignore"):
-            sums = np.add.reduceat(values * hash_powers(int(word_lengths.max()))[k], first)
-        hashes = mix64(sums ^ word_lengths.astype(np.uint64))
+    hashes = run_hashes(lower_table[codes[word_chars]], word_lengths)
     starts = token_starts[has_word]
     counts = np.diff(np.searchsorted(starts, text_starts + lengths), prepend=0)
     if not spans:

@@ -128,17 +128,22 @@ def word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     edge = np.diff(in_word.astype(np.int8), prepend=0, append=0)
     starts = np.flatnonzero(edge == 1)
     lengths = np.flatnonzero(edge == -1) - starts
-    hashes = np.zeros(0, dtype=np.uint64)
-    if len(starts):
-        # sum(code * P**k) over the k-th character of each word, one reduceat for all.
-        word_codes = codes[in_word]
-        first = np.cumsum(lengths) - lengths
-        k = np.arange(len(word_codes)) - np.repeat(first, lengths)
-        with np.errstate(over="ignore"):
-            sums = np.add.reduceat(word_codes * hash_powers(int(lengths.max()))[k], first)
-        hashes = mix64(sums ^ lengths.astype(np.uint64))
+    hashes = run_hashes(codes[in_word], lengths)
     counts = np.diff(np.searchsorted(starts, text_ends), prepend=0)
     return hashes, counts
+
+
+def run_hashes(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The hash of :func:`word_hash_reference` of consecutive runs: ``codes`` are the code
+    points of every word one after the other, ``lengths`` each word's length (all > 0)."""
+    if not len(lengths):
+        return np.zeros(0, dtype=np.uint64)
+    # sum(code * P**k) over the k-th character of each word, one reduceat for all.
+    first = np.cumsum(lengths) - lengths
+    k = np.arange(len(codes)) - np.repeat(first, lengths)
+    with np.errstate(over="ignore"):
+        sums = np.add.reduceat(codes.astype(np.uint64) * hash_powers(int(lengths.max()))[k], first)
+    return mix64(sums ^ lengths.astype(np.uint64))
 
 
 def shingle_hashes(

@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 import regex
 
-from assay.steps.shingles import hash_powers, mix64, word_hash_reference
+from assay.steps.shingles import mix64, run_hashes, word_hash_reference
 
 SPACE, WORD, OTHER = 0, 1, 2
 
@@ -88,17 +88,8 @@ def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     is_token = kinds[run_starts] != SPACE
     starts = run_starts[is_token]
     ends = np.append(run_starts[1:], len(kinds))[is_token]
-    hashes = np.zeros(0, dtype=np.uint64)
-    if len(starts):
-        # sum(code * P**k) over the k-th character of each token, one reduceat for all:
-        # tokens are the runs of non-space characters, in order.
-        token_codes = codes[kinds != SPACE].astype(np.uint64)
-        lengths = ends - starts
-        first = np.cumsum(lengths) - lengths
-        k = np.arange(len(token_codes)) - np.repeat(first, lengths)
-        with np.errstate(over="ignore"):
-            sums = np.add.reduceat(token_codes * hash_powers(int(lengths.max()))[k], first)
-        hashes = mix64(sums ^ lengths.astype(np.uint64))
+    # Tokens are the runs of non-space characters, in order.
+    hashes = run_hashes(codes[kinds != SPACE], ends - starts)
     counts = np.diff(np.searchsorted(starts, text_ends), prepend=0)
     return hashes, counts
 
