@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 
 from assay.engine.layout import Layout
-from assay.engine.local import Progress, RunResult, RunSettings, run_pipeline
+from assay.engine.local import Notice, Progress, RunResult, RunSettings, run_pipeline
 from assay.io.readers import FieldMap
 from assay.recipe import ExecutorSpec, InputSpec, OutputSpec, Recipe
 from assay.steps import Step
@@ -59,6 +59,7 @@ def run_recipe(
     overwrite: bool = False,
     resume: bool = False,
     progress: Progress | None = None,
+    notice: Notice | None = None,
 ) -> RunResult:
     """Run a validated recipe; ``workers`` overrides the recipe's executor setting.
 
@@ -72,6 +73,7 @@ def run_recipe(
         fields=FieldMap(
             text=spec.text_field, id=spec.id_field, url=spec.url_field,
             source=spec.source_field, default_source=spec.source,
+            prefix_source=spec.id_policy == "prefix_source",
         ),
         layout=Layout(recipe.output.path, recipe.output.format,
                       recipe.output.resolved_compression),
@@ -82,6 +84,7 @@ def run_recipe(
         keep_work=recipe.executor.keep_work,
         overwrite=overwrite,
         resume=resume,
+        id_policy=spec.id_policy,
         resolved_recipe=recipe.resolved(),
     )
-    return run_pipeline(recipe.steps, settings, progress)
+    return run_pipeline(recipe.steps, settings, progress, notice)

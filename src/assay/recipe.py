@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from assay.engine.ids import IdPolicy
+from assay.errors import AssayError
 from assay.io.readers import InputError, InputFile, resolve_inputs
 from assay.io.writers import Compression, OutputFormat
 from assay.steps import Step, step_class, step_names
@@ -21,13 +23,15 @@ from assay.steps import Step, step_class, step_names
 Location = tuple[Any, ...]
 
 
-class RecipeError(ValueError):
+class RecipeError(AssayError, ValueError):
     """A recipe problem, located in its file."""
 
     def __init__(self, source: str, line: int | None, message: str) -> None:
-        self.source, self.line, self.message = source, line, message
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {message}")
+        super().__init__(message, file=source, line=line)
+
+    @property
+    def source(self) -> str:
+        return self.file or "<string>"
 
 
 class _Strict(BaseModel):
@@ -44,6 +48,9 @@ class InputSpec(_Strict):
     url_field: str = "url"
     source_field: str = "source"
     source: str | None = Field(None, description="source name when a record has none")
+    id_policy: IdPolicy = Field(
+        "keep", description="ids repeated across documents: keep (count and warn), prefix_source "
+        "(make every id SOURCE/ID) or fail")
 
 
 class OutputSpec(_Strict):

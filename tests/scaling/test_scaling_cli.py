@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assay.cli import app
-from assay.scaling import cli as scaling_cli
+from assay.cli import scaling as scaling_cli
 from assay.scaling.fit import fit_groups
 from assay.scaling.laws import ChinchillaLaw, PowerLaw
 

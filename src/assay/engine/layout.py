@@ -7,6 +7,13 @@
       manifest.json                         the run's recipe, versions, inputs and counts
       _progress/                            one report per finished task (for resume)
       _work/stage-K/                        intermediate shards between stages
+      _work/ids/                            each shard's ids, to count repeated ids
+      index/, models/, reports/             what global steps publish (MinHash index, DSIR
+                                            model, decontamination report)
+      .assay-output, .assay-lock            the ownership marker and the one-writer lock
+                                            (:mod:`assay.io.ownership`)
+
+These names are all assay writes there: ``--overwrite`` deletes them and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ import fsspec
 import orjson
 
 from assay.io.writers import Compression, OutputFormat, shard_suffix
+
+# Every entry a run writes at the top of its output (besides the marker and the lock).
+RUN_NAMES = ("data", "rejected", "quarantine", "manifest.json", "_progress", "_work", "index", "models",
+             "reports")
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class Layout:
 
     def work(self, stage: int, shard: str) -> str:
         return self._join("_work", f"stage-{stage}", f"part-{shard}.parquet")
+
+    def ids(self, shard: str) -> str:
+        return self._join("_work", "ids", f"part-{shard}.parquet")
 
     def work_root(self) -> str:
         return self._join("_work")

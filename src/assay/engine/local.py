@@ -7,15 +7,24 @@ step, and writes its kept, rejected and quarantined rows under temporary names t
 are renamed when complete. Its last act is a small JSON report of counts; a shard with
 a report is finished, so a re-run into the same output skips it and the final output is
 byte-identical to an uninterrupted run.
+
+The driver owns its output (:mod:`assay.io.ownership`): it refuses an output that is not
+assay's, locks it for the whole run, and deletes only the names a run writes there. Its
+workers die with it: each asks the kernel for a signal when the driver goes (Linux), or
+watches for it (elsewhere), so killing the driver never leaves workers behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,9 +39,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, REASON, REJECTED_BY, text_bytes
-from assay.engine.layout import Layout, read_json, write_json
+from assay.engine.ids import IdPolicy, count_duplicates, describe_duplicates, shard_ids
+from assay.engine.layout import RUN_NAMES, Layout, read_json, write_json
 from assay.engine.plan import Stage, plan_stages
 from assay.engine.stats import AccountingError, ReadStats, StepStats, check_accounting
+from assay.errors import AssayError
+from assay.io.ownership import OwnedFolder, claim_folder
 from assay.io.readers import (
     FieldMap,
     InputFile,
@@ -44,8 +56,10 @@ from assay.io.readers import (
 from assay.io.writers import write_table
 from assay.steps import FitContext, GlobalState, GlobalStep, Step
 
+Notice = Callable[[str], None]
 
-class RunError(RuntimeError):
+
+class RunError(AssayError, RuntimeError):
     """A run that cannot start or cannot finish; the message says what to do."""
 
 
@@ -87,6 +101,7 @@ class RunSettings:
     keep_work: bool = False
     overwrite: bool = False
     resume: bool = False  # require an earlier run of the same recipe to finish
+    id_policy: IdPolicy = "keep"
     resolved_recipe: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,13 +143,35 @@ class StrictInputError(RunError):
 _CONTEXT: _WorkerContext | None = None
 
 
-def _init_worker(context: _WorkerContext) -> None:
+def _init_worker(context: _WorkerContext, driver: int | None = None) -> None:
     global _CONTEXT
+    if driver is not None:
+        _die_with(driver)
     _CONTEXT = context
     for stage in context.stages:
         for step in (*stage.steps, stage.keys_for):
             if step is not None:
                 step.ensure_setup()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(driver: int) -> None:
+    """End this worker process when the driver process ``driver`` ends, however it ends."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:  # no parent-death signal: look for the driver once a second
+        threading.Thread(target=_watch, args=(driver,), daemon=True).start()
+    if os.getppid() != driver:  # the driver died before the signal was asked for
+        os._exit(1)
+
+
+def _watch(driver: int) -> None:
+    while os.getppid() == driver:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_task_in_worker(task: _Task) -> dict[str, Any]:
@@ -202,6 +239,7 @@ def run_task(ctx: _WorkerContext, task: _Task) -> dict[str, Any]:
         if bad:
             write_table(quarantine_table(bad), layout.quarantine(task.shard), layout.format,
                         layout.compression)
+        write_table(shard_ids(table), layout.ids(task.shard))
     else:
         table = pq.read_table(layout.work(task.stage - 1, task.shard))
 
@@ -266,10 +304,12 @@ def _hash_references(steps: Sequence[Step]) -> dict[str, str]:
 def _hash_inputs(files: Sequence[InputFile]) -> list[dict[str, Any]]:
     out = []
     for f in files:
+        entry = {"url": f.url, "format": f.format, "compression": f.compression, "size": f.size}
+        if f.problem is not None:  # quarantined whole, never read
+            out.append({**entry, "sha256": None, "problem": f.problem})
+            continue
         fs, path = fsspec.core.url_to_fs(f.url)
-        digest = _hash_file(fs, path, hashlib.sha256())
-        out.append({"url": f.url, "format": f.format, "compression": f.compression,
-                    "size": f.size, "sha256": digest.hexdigest()})
+        out.append({**entry, "sha256": _hash_file(fs, path, hashlib.sha256()).hexdigest()})
     return out
 
 
@@ -291,7 +331,7 @@ class _Runner:
         if workers > 1:
             self.pool = ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(ctx,),
+                initializer=_init_worker, initargs=(ctx, os.getpid()),
             )
         else:
             _init_worker(ctx)
@@ -343,18 +383,32 @@ def _as_completed(futures: set[Future[dict[str, Any]]]) -> Iterator[Future[dict[
 
 
 def run_pipeline(
-    steps: Sequence[Step], settings: RunSettings, progress: Progress | None = None
+    steps: Sequence[Step], settings: RunSettings, progress: Progress | None = None,
+    notice: Notice | None = None,
 ) -> RunResult:
-    """Run ``steps`` over the settings' inputs into its output folder; return the result."""
-    started = time.time()
-    progress = progress or _Silent()
+    """Run ``steps`` over the settings' inputs into its output folder; return the result.
+
+    Before any work the output is claimed (:func:`assay.io.ownership.claim_folder`): it
+    must be new, empty or an assay run output, must not hold or be held by an input, and
+    is locked until the run ends. ``notice`` hears what the user should know early (a
+    stale lock taken over).
+    """
     stages = plan_stages(steps)
+    sources = [f.url for f in settings.inputs]
+    sources += [url for step in steps for url in step.referenced_files()]
+    with claim_folder(settings.layout.root, "run", inputs=sources, notice=notice) as owned:
+        return _run_owned(steps, stages, settings, owned, progress or _Silent())
+
+
+def _run_owned(
+    steps: Sequence[Step], stages: list[Stage], settings: RunSettings, owned: OwnedFolder,
+    progress: Progress,
+) -> RunResult:
+    started = time.time()
     layout = settings.layout
     fs = layout.fs
     if settings.overwrite:
-        _, root = fsspec.core.url_to_fs(layout.root)
-        if fs.exists(root):
-            fs.rm(root, recursive=True)
+        owned.clear(RUN_NAMES)
     inputs = _hash_inputs(settings.inputs)
     fingerprint = _fingerprint(settings, inputs, _hash_references(steps))
     previous = read_json(layout.progress_file("fingerprint.json"))
@@ -365,10 +419,8 @@ def run_pipeline(
             f"{layout.root} holds a run of a different recipe or input; "
             "choose another output, or pass --overwrite to replace it"
         )
-    _remove_partial_files(layout)
-    _, manifest_path = fsspec.core.url_to_fs(layout.manifest)
-    if fs.exists(manifest_path):
-        fs.rm(manifest_path)  # the manifest describes a finished run; this one is not yet
+    owned.remove_partial(RUN_NAMES)
+    owned.clear(["manifest.json"])  # the manifest describes a finished run; this one is not yet
     write_json(layout.progress_file("fingerprint.json"), {"fingerprint": fingerprint})
 
     ctx = _WorkerContext(stages, settings.fields, layout, settings.strict)
@@ -421,6 +473,7 @@ def run_pipeline(
                 runner.run(tasks, on_done)
                 if stage.index == 0:
                     write_json(layout.progress_file("shards.json"), shards)
+                    _check_ids(settings, shards)
                 progress.stage_finished(stage.index)
             resumed = sum(1 for r in reports.values() if r.get("_resumed"))
     finally:
@@ -432,21 +485,22 @@ def run_pipeline(
     if problems:
         raise AccountingError("the books do not balance:\n  " + "\n  ".join(problems))
     if not settings.keep_work:
-        _, work = fsspec.core.url_to_fs(layout.work_root())
-        if fs.exists(work):
-            fs.rm(work, recursive=True)
+        owned.clear(["_work"])
     return RunResult(layout.root, manifest)
 
 
-def _remove_partial_files(layout: Layout) -> None:
-    """Delete temporary files a killed run left behind; finished files are never temporary."""
-    fs, root = fsspec.core.url_to_fs(layout.root)
-    if not fs.exists(root):
-        return
-    for path in fs.find(root):
-        name = path.rsplit("/", 1)[-1]
-        if name.startswith(".") and name.endswith(".tmp"):
-            fs.rm(path)
+def _check_ids(settings: RunSettings, shards: list[str]) -> None:
+    """Count repeated ids over the first stage's shards, store the count, and stop the run
+    if the recipe says repeats are fatal."""
+    layout = settings.layout
+    counted = count_duplicates(
+        [layout.ids(shard) for shard in shards],
+        lambda i: settings.inputs[int(shards[i].split("-", 1)[0])].label, settings.id_policy,
+    )
+    write_json(layout.progress_file("ids.json"), counted)
+    problem = describe_duplicates(counted)
+    if problem and settings.id_policy == "fail":
+        raise RunError(f"input.id_policy is fail and {problem}")
 
 
 def _describe(stage: Stage) -> str:
@@ -569,6 +623,12 @@ def _build_manifest(
         problems=problems, n_shards=len(shards), n_stages=len(stages), started=started,
         resumed=resumed, workers=settings.workers,
     )
+    warnings = [f"{i['url']}: quarantined whole: {i['problem']}" for i in inputs if i.get("problem")]
+    ids = read_json(settings.layout.progress_file("ids.json"))
+    if isinstance(ids, dict):
+        manifest["ids"] = ids
+        warnings += [w for w in [describe_duplicates(ids)] if w]
+    manifest["warnings"] = warnings
     for entry, step in zip(manifest["steps"], steps, strict=True):
         if isinstance(step, GlobalStep):
             # What the fit found (clusters, duplicates, ...), kept from the run that fitted.

@@ -11,9 +11,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from assay.errors import EXIT_ACCOUNTING, AssayError
 
-class AccountingError(RuntimeError):
+
+class AccountingError(AssayError, RuntimeError):
     """Documents in != kept + rejected + quarantined somewhere: a bug, never ignored."""
+
+    exit_code = EXIT_ACCOUNTING
 
 
 @dataclass

@@ -11,14 +11,18 @@ Reading is split in two so that two workers stay busy on one big file:
   to quarantine with its file, line and byte offset.
 
 A compressed file that ends early yields its complete lines and one quarantine record
-for the truncated tail. Web formats (WARC, WET, HTML files) are cut and decoded in
-:mod:`assay.io.web`.
+for the truncated tail. A file that cannot be read at all (a corrupt or empty Parquet
+file, a denied permission, a FIFO or other non-regular file) becomes one quarantine
+record naming the file and the reason, and the run goes on. Web formats (WARC, WET, HTML
+files) are cut and decoded in :mod:`assay.io.web`.
 """
 
 from __future__ import annotations
 
 import bz2
 import lzma
+import os
+import stat
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +32,12 @@ from typing import Any, Literal
 import fsspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
 from assay.documents import CORE_SCHEMA, ID, METADATA, QUARANTINE_SCHEMA, SOURCE, TEXT, URL
+from assay.errors import AssayError
 from assay.io.web import WebRecord, decode_web_records, html_file_chunks, warc_chunks
 
 Format = Literal["jsonl", "parquet", "warc", "html"]
@@ -43,7 +49,7 @@ _COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", "
 _READ_BLOCK = 1 << 20
 
 
-class InputError(ValueError):
+class InputError(AssayError, ValueError):
     """An input that cannot be read at all (missing file, unknown format)."""
 
 
@@ -55,10 +61,17 @@ class InputFile:
     format: Format
     compression: str | None
     size: int
+    relative: str = ""  # the path below the inputs' common folder (names generated ids)
+    problem: str | None = None  # why the file cannot be read at all: it is quarantined whole
 
     @property
     def name(self) -> str:
         return PurePosixPath(self.url.split("://", 1)[-1]).name
+
+    @property
+    def label(self) -> str:
+        """The file's name in generated ids: unique among the inputs of a run."""
+        return self.relative or self.name
 
     @property
     def stem(self) -> str:
@@ -83,6 +96,7 @@ class FieldMap:
     url: str = URL
     source: str = SOURCE
     default_source: str | None = None  # used when a record has no source field
+    prefix_source: bool = False  # ids become SOURCE/ID (input.id_policy: prefix_source)
 
 
 @dataclass
@@ -146,7 +160,11 @@ def detect_format(url: str, declared: str = "auto") -> tuple[Format, str | None]
 
 
 def resolve_inputs(patterns: str | Sequence[str], declared_format: str = "auto") -> list[InputFile]:
-    """Expand paths, globs and fsspec URLs into a sorted, de-duplicated list of files."""
+    """Expand paths, globs and fsspec URLs into a sorted, de-duplicated list of files.
+
+    A local file that cannot be read (not a regular file, permission denied) is kept, with
+    its ``problem``: the run quarantines it instead of failing or hanging on it.
+    """
     if isinstance(patterns, str):
         patterns = [patterns]
     files: dict[str, InputFile] = {}
@@ -157,10 +175,50 @@ def resolve_inputs(patterns: str | Sequence[str], declared_format: str = "auto")
         if not matches:
             raise InputError(f"input {pattern!r} matches no file")
         for match in matches:
-            url = fs.unstrip_protocol(match) if not _is_local(fs) else match
+            local = _is_local(fs)
+            url = fs.unstrip_protocol(match) if not local else match
             fmt, compression = detect_format(url, declared_format)
-            files[url] = InputFile(url, fmt, compression, int(fs.size(match) or 0))
-    return [files[k] for k in sorted(files)]
+            problem = _local_problem(match) if local else None
+            size = 0 if problem else int(fs.size(match) or 0)
+            files[url] = InputFile(url, fmt, compression, size, problem=problem)
+    ordered = [files[k] for k in sorted(files)]
+    root = _common_folder([f.url for f in ordered])
+    return [InputFile(f.url, f.format, f.compression, f.size, f.url[len(root):].lstrip("/"), f.problem)
+            for f in ordered]
+
+
+def _local_problem(path: str) -> str | None:
+    """Why a local file cannot be read as input, or None. Opening is tried (a denied
+    permission shows only then), but never on a FIFO or device, which could block."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"unreadable file: {exc.strerror}"
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+        return f"not a regular file: {kind}"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return f"unreadable file: {exc.strerror}"
+    return None
+
+
+def _common_folder(urls: Sequence[str]) -> str:
+    """The deepest folder holding every URL (so relative paths are unique and short)."""
+    if not urls:
+        return ""
+    parents = [u.rsplit("/", 1)[0] if "/" in u else "" for u in urls]
+    first = parents[0].split("/")
+    depth = len(first)
+    for parent in parents[1:]:
+        parts = parent.split("/")
+        depth = min(depth, len(parts))
+        while depth and parts[:depth] != first[:depth]:
+            depth -= 1
+    return "/".join(first[:depth])
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -177,6 +235,12 @@ def plan_chunks(
     """
     html_run: list[tuple[int, InputFile]] = []
     for file_index, f in enumerate(files):
+        if f.problem is not None:
+            if html_run:
+                yield from html_file_chunks(html_run, chunk_bytes)
+                html_run = []
+            yield _unreadable_chunk(file_index, 0, f, f.problem)
+            continue
         if f.format == "html":
             html_run.append((file_index, f))
             continue
@@ -191,6 +255,14 @@ def plan_chunks(
             yield from _parquet_chunks(file_index, f, chunk_bytes)
     if html_run:
         yield from html_file_chunks(html_run, chunk_bytes)
+
+
+def _unreadable_chunk(file_index: int, chunk_index: int, f: InputFile, reason: str,
+                      line: int | None = None) -> RawChunk:
+    """A chunk holding no record, only the quarantine record of a file (or of its rest)
+    that cannot be read."""
+    return RawChunk(file_index, chunk_index, f, line or 1, 0, lines=[],
+                    quarantined=[QuarantineRecord(f.url, line, None, reason, None)])
 
 
 class TruncatedStream(EOFError):
@@ -257,10 +329,9 @@ def _jsonl_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[R
         except (EOFError, OSError, zlib.error, ValueError, RuntimeError, zstandard.ZstdError,
                 lzma.LZMAError) as exc:
             # A truncated or corrupt compressed stream: keep what decoded, quarantine the rest.
-            bad = QuarantineRecord(
-                f.url, line_no, offset, f"truncated stream: {f.compression} data ends or breaks here ({exc})",
-                pending or None,
-            )
+            reason = (f"truncated stream: {f.compression} data ends or breaks here ({exc})"
+                      if f.compression else f"read error: {exc}")
+            bad = QuarantineRecord(f.url, line_no, offset, reason, pending or None)
             yield RawChunk(file_index, chunk_index, f, chunk_line, chunk_offset, lines, None, [bad])
             return
         if block is None:
@@ -287,15 +358,30 @@ def _jsonl_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[R
 
 
 def _parquet_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[RawChunk]:
+    """Record batches of about ``chunk_bytes``; a file that is not Parquet, or breaks part
+    way, yields what it read and one quarantine record for the rest."""
     with fsspec.open(f.url, "rb") as stream:
-        parquet = pq.ParquetFile(stream)
+        try:
+            parquet = pq.ParquetFile(stream)
+        except (pa.ArrowException, OSError) as exc:
+            yield _unreadable_chunk(file_index, 0, f, f"not a readable Parquet file: {exc}")
+            return
         meta = parquet.metadata
         avg_row_bytes = max(1, _uncompressed_bytes(meta) // max(1, meta.num_rows))
         batch_rows = max(1, chunk_bytes // avg_row_bytes)
-        row = 1
-        for chunk_index, batch in enumerate(parquet.iter_batches(batch_size=batch_rows)):
+        row, chunk_index = 1, 0
+        batches = parquet.iter_batches(batch_size=batch_rows)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                yield _unreadable_chunk(file_index, chunk_index, f,
+                                        f"corrupt Parquet data from row {row} on: {exc}", line=row)
+                return
+            if batch is None:
+                break
             yield RawChunk(file_index, chunk_index, f, row, 0, None, pa.Table.from_batches([batch]))
-            row += batch.num_rows
+            row, chunk_index = row + batch.num_rows, chunk_index + 1
         if meta.num_rows == 0:
             yield RawChunk(file_index, 0, f, 1, 0, None, parquet.schema_arrow.empty_table())
 
@@ -307,7 +393,16 @@ def _uncompressed_bytes(meta: pq.FileMetaData) -> int:
 def decode_chunk(chunk: RawChunk, fields: FieldMap) -> tuple[pa.Table, list[QuarantineRecord]]:
     """Parse a chunk into a core-schema table; malformed records go to the quarantine list."""
     if chunk.records is not None:
-        return decode_web_records(chunk, fields)
+        table, quarantined = decode_web_records(chunk, fields)
+    else:
+        table, quarantined = _decode_records(chunk, fields)
+    if fields.prefix_source:
+        ids = pc.binary_join_element_wise(table.column(SOURCE), table.column(ID), "/")
+        table = table.set_column(table.schema.get_field_index(ID), ID, ids)
+    return table, quarantined
+
+
+def _decode_records(chunk: RawChunk, fields: FieldMap) -> tuple[pa.Table, list[QuarantineRecord]]:
     quarantined = list(chunk.quarantined)
     if chunk.lines is not None:
         records = _jsonl_records(chunk, quarantined)
@@ -328,7 +423,7 @@ def decode_chunk(chunk: RawChunk, fields: FieldMap) -> tuple[pa.Table, list[Quar
         extra = {
             k: v for k, v in record.items() if k not in (fields.text, fields.id, fields.source, fields.url)
         }
-        columns[ID].append(str(doc_id) if doc_id is not None else f"{chunk.file.name}:{line_no}")
+        columns[ID].append(str(doc_id) if doc_id is not None else f"{chunk.file.label}:{line_no}")
         columns[TEXT].append(record[fields.text])
         columns[SOURCE].append(source if isinstance(source, str) else default_source)
         columns[URL].append(url if isinstance(url, str) else None)

@@ -1,5 +1,9 @@
 """``assay prepare --inspect SHARDS``: tokens per source, phase and bucket, and a decoded
-random sample, from the manifest and the files."""
+random sample, from the manifest and the files.
+
+Names, ids and texts come from the documents: print with an inert console
+(:class:`assay.report.terminal.InertConsole`), which shows them as the characters they hold.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from assay.prepare.reader import Shards
+from assay.report.terminal import inert
 
 
 def sample_documents(shards: Shards, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -33,9 +39,11 @@ def print_inspection(shards: Shards, console: Console, samples: int = 2, seed: i
     """Print the tables and ``samples`` decoded documents."""
     m = shards.manifest
     tok = m["tokenizer"]
-    console.print(f"[bold]{m['name']}[/bold]: {m['totals']['tokens']:,} tokens, {m['totals']['documents']:,} "
-                  f"documents; tokenizer vocab {tok['vocab_size']:,} ({tok['dtype']}, EOS {tok['eos']!r} = "
-                  f"{tok['eos_id']}, engine {tok['engine']})")
+    console.print(Text.assemble(
+        (inert(str(m["name"])), "bold"),
+        inert(f": {m['totals']['tokens']:,} tokens, {m['totals']['documents']:,} documents; tokenizer "
+              f"vocab {tok['vocab_size']:,} ({tok['dtype']}, EOS {tok['eos']!r} = {tok['eos_id']}, "
+              f"engine {tok['engine']})")))
     src = Table("source", "documents", "unique tokens", "tokens", "epochs", "effective tokens", "value",
                 title="sources (effective data: Muennighoff et al. 2023)")
     for name, s in m["sources"].items():
@@ -63,13 +71,17 @@ def print_inspection(shards: Shards, console: Console, samples: int = 2, seed: i
         h = m["heldout"]
         per_source = ", ".join(f"{k} {v['documents']:,}" for k, v in h["sources"].items())
         console.print(f"held-out split (never trained on): {h['tokens']:,} tokens, {h['documents']:,} "
-                      f"documents ({per_source})", highlight=False)
+                      f"documents ({per_source})")
     for warning in m.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), " " + inert(str(warning))))
     for doc in sample_documents(shards, samples, seed):
         text = doc["text"]
         shown = text[:width] + ("…" if len(text) > width else "")
-        console.print(f"\n[bold]sample[/bold] phase {doc['phase']} #{doc['position']} id {doc['id']} "
-                      f"({doc['source']} / {doc['curated_source']}, {doc['tokens']:,} tokens, epoch "
-                      f"{doc['epoch']}, from {doc['packing']}):", highlight=False)
-        console.print(shown, markup=False, highlight=False)
+        console.print()
+        console.print(Text.assemble(
+            ("sample", "bold"),
+            inert(f" phase {doc['phase']} #{doc['position']} id {inert(str(doc['id']), one_line=True)} "
+                  f"({doc['source']} / {doc['curated_source']}, {doc['tokens']:,} tokens, epoch "
+                  f"{doc['epoch']}, from {doc['packing']}):")))
+        console.print(shown)
+

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assay.errors import AssayError
 from assay.scaling.published import MUENNIGHOFF_R_D
 
 # Muennighoff et al. 2023, fitted R_D* (the datablations README), shared with assay.scaling.
@@ -31,7 +32,7 @@ WARN_EPOCHS = 4.0
 DEFAULT_MAX_EPOCHS = 16.0
 
 
-class BudgetError(ValueError):
+class BudgetError(AssayError, ValueError):
     """A mixture whose budgets cannot be met (or would repeat a source beyond its cap)."""
 
 

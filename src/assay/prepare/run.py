@@ -28,6 +28,7 @@ import xxhash
 
 from assay.documents import ID, SOURCE, TEXT
 from assay.engine.manifest import dependency_versions
+from assay.errors import AssayError
 from assay.io.readers import FieldMap, InputError, decode_chunk, plan_chunks, resolve_inputs
 from assay.prepare import layout
 from assay.prepare.mixture import (
@@ -55,7 +56,7 @@ GATHER_TOKENS = 1 << 24  # tokens gathered per block when writing shards
 Log = Callable[[str], None]
 
 
-class PrepareError(ValueError):
+class PrepareError(AssayError, ValueError):
     """A problem with the inputs or the output of ``assay prepare``, found before the work."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assay.errors import AssayError
+
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 DTYPE_CODES: dict[int, np.dtype] = {
@@ -35,7 +37,7 @@ CODE_OF = {dtype: code for code, dtype in DTYPE_CODES.items()}
 _HEADER = struct.Struct("<9sQBQQ")
 
 
-class FormatError(ValueError):
+class FormatError(AssayError, ValueError):
     """A token file or index that does not follow the format."""
 
 

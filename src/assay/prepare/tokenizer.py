@@ -25,13 +25,15 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
+from assay.errors import AssayError
+
 Engine = Literal["auto", "tiktoken", "hf"]
 DEFAULT_EOS = "<|endoftext|>"
 # The pre-tokenizer regex of GPT-2's byte-level BPE (what ByteLevel(use_regex=True) applies).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-class TokenizerError(ValueError):
+class TokenizerError(AssayError, ValueError):
     """A tokenizer that cannot be loaded, trained or used as asked."""
 
 

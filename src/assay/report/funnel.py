@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 
 def _size(n: int) -> str:
@@ -52,20 +53,27 @@ def funnel_table(manifest: dict[str, Any]) -> Table:
     return table
 
 
-def print_funnel(manifest: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 140)  # logs and pipes: do not wrap the table
-    console.print(funnel_table(manifest))
+def funnel(manifest: dict[str, Any]) -> list[RenderableType]:
+    """The funnel table, the balance line and where the output went (raises KeyError or
+    TypeError on a manifest of another shape)."""
     totals, out = manifest["totals"], manifest["output"]
     balanced = manifest["accounting"]["balanced"]
-    check = "[green]balanced[/green]" if balanced else "[red]NOT balanced[/red]"
-    console.print(
+    balance = Text(
         f"in {totals['in']:,} = kept {totals['kept']:,} + rejected {totals['rejected']:,} "
-        f"+ quarantined {totals['quarantined']:,}: {check}"
+        f"+ quarantined {totals['quarantined']:,}: "
     )
+    balance.append("balanced" if balanced else "NOT balanced", "green" if balanced else "red")
     root = out["path"].rstrip("/")
-    console.print(
-        f"kept → {root}/{out['kept']}  rejected → {root}/{out['rejected']}  "
-        f"quarantine → {root}/{out['quarantined']}  manifest → {root}/manifest.json"
-    )
+    where = (f"kept → {root}/{out['kept']}  rejected → {root}/{out['rejected']}  "
+             f"quarantine → {root}/{out['quarantined']}  manifest → {root}/manifest.json")
+    return [funnel_table(manifest), balance, where]
+
+
+def print_funnel(manifest: dict[str, Any], console: Console | None = None) -> None:
+    """Print :func:`funnel` (the console should be inert: names and reasons come from
+    the recipe and the documents)."""
+    console = console or Console(markup=False, emoji=False, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # logs and pipes: do not wrap the table
+    for part in funnel(manifest):
+        console.print(part)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from assay.errors import AssayError
 from assay.scaling.fit import FittedLaw
 from assay.scaling.laws import ChinchillaLaw, DataConstrainedLaw, Law
 from assay.scaling.published import (
@@ -26,7 +27,7 @@ from assay.scaling.published import (
 )
 
 
-class PlanError(ValueError):
+class PlanError(AssayError, ValueError):
     """A planning request that cannot be answered (unknown GPU, bad budget, ...)."""
 
 

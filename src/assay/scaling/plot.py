@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from assay.errors import AssayError
 from assay.scaling.fit import FittedLaw, LawFit
 from assay.scaling.runs import Runs
 
@@ -19,7 +20,7 @@ EXTRAPOLATE = 10.0  # slices run to this multiple of the largest x observed
 SLICES = 5  # at most this many N slices per panel
 
 
-class PlotUnavailable(RuntimeError):
+class PlotUnavailable(AssayError, RuntimeError):
     """matplotlib is not installed."""
 
 

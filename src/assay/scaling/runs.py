@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assay.errors import AssayError
 from assay.scaling.laws import Law
 
 # Canonical input name -> accepted header spellings (compared lower-cased, stripped).
@@ -29,7 +30,7 @@ GROUP_ALIASES = ("group", "recipe")
 DISPLAY = {"N": "params", "D": "tokens", "U": "unique_tokens"}
 
 
-class RunsError(ValueError):
+class RunsError(AssayError, ValueError):
     """A runs table that cannot be fitted; the message names the file and line."""
 
 

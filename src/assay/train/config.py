@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from assay.errors import AssayError
+
 Packing = Literal["concat", "buckets"]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["cosine", "wsd", "power", "constant"]
@@ -18,7 +20,7 @@ RESUME_FREE = ("out", "threads", "log_every", "checkpoint_every", "eval_every", 
                "eval_shards", "cloze", "compile", "device")
 
 
-class TrainError(ValueError):
+class TrainError(AssayError, ValueError):
     """A run that cannot start: bad configuration, shards without what it needs, a checkpoint
     of another run."""
 

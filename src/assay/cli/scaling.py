@@ -1,4 +1,4 @@
-"""The ``assay fit`` and ``assay plan`` commands (registered by ``assay.cli``)."""
+"""The ``assay fit`` and ``assay plan`` commands."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from assay.cli.common import console, fail, guarded, warn
+from assay.errors import EXIT_NOT_CONVERGED
 from assay.scaling.compare import compare_tokens
 from assay.scaling.fit import FittedLaw, LawFit, fit_groups
 from assay.scaling.laws import LAWS, make_law
@@ -20,11 +21,6 @@ from assay.scaling.plan import Plan, PlanError, flops_from_gpu_hours, make_plan
 from assay.scaling.published import GPU_PEAK_FLOPS, PUBLISHED
 from assay.scaling.runs import RunsError, read_runs
 
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
-
-EXIT_INPUT = 2
-EXIT_NOT_CONVERGED = 4
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 
 
@@ -53,11 +49,7 @@ def parse_point(text: str) -> dict[str, float]:
     return point
 
 
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    return typer.Exit(EXIT_INPUT)
-
-
+@guarded
 def fit_command(
     runs_csv: Annotated[Path, typer.Argument(help="runs CSV: params, tokens, loss[, unique_tokens, group]")],
     law: Annotated[str, typer.Option(help=f"law to fit: {', '.join(LAWS)}")] = "chinchilla",
@@ -95,7 +87,7 @@ def fit_command(
         runs = read_runs(runs_csv, target=y)
         fits = fit_groups(the_law, runs, bootstrap=bootstrap, confidence=confidence, seed=seed)
     except (RunsError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     predictions = [_prediction(fit.model, point) for fit in fits.values() for point in points]
     comparisons = _comparisons(fits, where)
     report = {"fits": [f.to_dict() for f in fits.values()], "predictions": predictions,
@@ -108,7 +100,7 @@ def fit_command(
         try:
             plot_fits(fits, runs, plot)
         except PlotUnavailable as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -119,9 +111,8 @@ def fit_command(
             console.print(f"fit: {out}")
     failed = [str(g) for g, f in fits.items() if not f.converged]
     if failed:
-        errors.print(f"[yellow]warning:[/yellow] the fit did not converge"
-                     f"{'' if failed == ['None'] else ' for ' + ', '.join(failed)}: "
-                     "its parameters are not a minimum; do not use them", markup=True)
+        warn(f"the fit did not converge{'' if failed == ['None'] else ' for ' + ', '.join(failed)}: "
+             "its parameters are not a minimum; do not use them")
         raise typer.Exit(EXIT_NOT_CONVERGED)
 
 
@@ -165,14 +156,13 @@ def _print_fits(fits: dict[str | None, LawFit], predictions: list[dict[str, Any]
             table.add_row(key, _fmt(value), _fmt(intervals[key][0]), _fmt(intervals[key][1]))
         console.print(table)
         good = fit.goodness()
-        verdict = "[green]converged[/green]" if fit.converged else "[red]NOT CONVERGED[/red]"
-        console.print(
-            f"{verdict} ({fit.message}); {fit.starts_converged}/{fit.starts} starts converged; "
+        verdict = Text("converged", "green") if fit.converged else Text("NOT CONVERGED", "red")
+        console.print(verdict + Text(
+            f" ({fit.message}); {fit.starts_converged}/{fit.starts} starts converged; "
             f"{len(fit.observed)} runs; Huber objective {good['huber']:.6g}; RMSE(log) "
             f"{good['rmse_log']:.4g}; mean |error| {good['mean_abs_pct']:.2f}% (max "
             f"{good['max_abs_pct']:.2f}%); R^2 {good['r2']:.4f}; "
-            f"{fit.bootstrap_converged}/{fit.bootstrap_requested} bootstrap refits converged",
-            highlight=False)
+            f"{fit.bootstrap_converged}/{fit.bootstrap_requested} bootstrap refits converged"))
     if predictions:
         table = Table("group", "at", "prediction", "low", "high", title="predictions")
         for p in predictions:
@@ -181,9 +171,10 @@ def _print_fits(fits: dict[str | None, LawFit], predictions: list[dict[str, Any]
                           _fmt(p["high"]))
         console.print(table)
     for c in comparisons:
-        console.print(c["sentence"], highlight=False)
+        console.print(c["sentence"])
 
 
+@guarded
 def plan_command(
     flops: Annotated[str | None, typer.Option(help="compute budget in FLOPs, e.g. 1e21")] = None,
     gpu_hours: Annotated[str | None, typer.Option(help="GPU-hours (instead of --flops)")] = None,
@@ -217,7 +208,7 @@ def plan_command(
         result = make_plan(budget, fitted, flops_source=budget_source, d_model=d_model,
                            unique_tokens=None if unique_tokens is None else parse_quantity(unique_tokens))
     except (PlanError, RunsError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
@@ -254,4 +245,4 @@ def _print_plan(plan: Plan) -> None:
         table.add_row(item.quantity, _fmt(item.value), band, item.unit, item.source)
     console.print(table)
     for note in plan.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}")

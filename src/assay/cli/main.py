@@ -1,4 +1,4 @@
-"""The ``assay`` command."""
+"""The ``assay`` command: ``run``, ``steps`` and ``inspect``; the other verbs register here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any, get_args
 import orjson
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from pydantic_core import PydanticUndefined
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,27 +22,37 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from assay.engine import AccountingError, RunError
-from assay.io.readers import InputError
+from assay import __version__
+from assay.cli.common import console, fail, guarded, inert, label, options, warn
+from assay.cli.prepare import prepare_command
+from assay.cli.scaling import fit_command, plan_command
+from assay.cli.select import select_app
+from assay.cli.train import compare_command, sweep_command, train_command
+from assay.engine import RunError
 from assay.pipeline import run_recipe
-from assay.prepare.cli import prepare_command
-from assay.recipe import RecipeError, load_recipe
+from assay.recipe import load_recipe
 from assay.report import print_funnel
-from assay.scaling.cli import fit_command, plan_command
+from assay.report.funnel import funnel
 from assay.steps import step_class, step_names
-from assay.steps.select.cli import select_app
-from assay.train.cli import compare_command, sweep_command, train_command
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-app.command("fit")(fit_command)
-app.command("plan")(plan_command)
-app.command("prepare")(prepare_command)
-app.add_typer(select_app, name="select")
-app.command("train")(train_command)
-app.command("compare")(compare_command)
-app.command("sweep")(sweep_command)
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # one line per error, greppable in logs
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
+                  help="assay turns raw text into LLM pretraining data and measures what it is worth.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"assay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of a failure")] = False,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="print the version and exit")] = None,
+) -> None:
+    options.debug = debug
 
 
 class _RichProgress:
@@ -55,7 +65,7 @@ class _RichProgress:
 
     def stage_started(self, stage: int, description: str, total: int | None) -> None:
         self.docs[stage] = 0
-        self.tasks[stage] = self.progress.add_task(description, total=total, docs=0)
+        self.tasks[stage] = self.progress.add_task(inert(description), total=total, docs=0)
 
     def stage_total(self, stage: int, total: int) -> None:
         self.progress.update(self.tasks[stage], total=total)
@@ -71,39 +81,36 @@ class _RichProgress:
 
 
 @app.command()
+@guarded
 def run(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     workers: Annotated[int | None, typer.Option(help="worker processes (default: CPU count)")] = None,
     resume: Annotated[bool, typer.Option(help="finish an interrupted run into the same output")] = False,
     strict: Annotated[bool, typer.Option(help="stop at the first malformed input record")] = False,
-    overwrite: Annotated[bool, typer.Option(help="delete the output folder first")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace the run in an output folder assay wrote")] = False,
 ) -> None:
     """Run a recipe: read, curate, and write kept, rejected and quarantined documents.
 
     Re-running into the same output skips the shards that are already finished, so a
     killed run is finished by running the same command again (or with --resume).
     """
-    try:
-        spec = load_recipe(recipe)
-        if resume and overwrite:
-            raise typer.BadParameter("--resume and --overwrite contradict each other")
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("shards · {task.fields[docs]:,} docs"),
-            TimeElapsedColumn(), console=console, transient=False,
-        ) as bars:
-            result = run_recipe(spec, workers=workers, strict=strict, overwrite=overwrite,
-                                resume=resume, progress=_RichProgress(bars))
-    except (RecipeError, InputError, RunError) as exc:
-        errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    except AccountingError as exc:
-        errors.print(f"[red]accounting failure:[/red] {exc}", highlight=False)
-        raise typer.Exit(3) from None
+    if resume and overwrite:
+        raise typer.BadParameter("--resume and --overwrite contradict each other")
+    spec = load_recipe(recipe)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+        MofNCompleteColumn(), TextColumn("shards · {task.fields[docs]:,} docs", markup=False),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as bars:
+        result = run_recipe(spec, workers=workers, strict=strict, overwrite=overwrite,
+                            resume=resume, progress=_RichProgress(bars), notice=warn)
     print_funnel(result.manifest, console)
+    for warning in result.manifest.get("warnings", []):
+        warn(warning)
 
 
 @app.command()
+@guarded
 def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")] = None) -> None:
     """List the registered steps, or show one step's parameters and defaults."""
     if name is None:
@@ -116,37 +123,44 @@ def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")]
     try:
         cls = step_class(name)
     except KeyError as exc:
-        errors.print(f"[red]error:[/red] {exc.args[0]}")
-        raise typer.Exit(2) from None
-    console.print(f"[bold]{name}[/bold] ({cls.kind})\n")
-    console.print(_reflow(cls.__doc__ or ""), markup=False)
+        raise fail(exc.args[0]) from None
+    console.print(label(name, cls.kind, "bold"))
+    console.print()
+    console.print(_reflow(cls.__doc__ or ""))
     table = Table("parameter", "type", "default", "description", title="parameters")
     for field, info in cls.Params.model_fields.items():
-        table.add_row(field, _type_name(info.annotation), repr(info.default),
-                      info.description or "")
+        default = "required" if info.default is PydanticUndefined else repr(info.default)
+        table.add_row(field, _type_name(info.annotation), default, info.description or "")
     console.print(table)
     if cls.signal_types:
         console.print("signals: " + ", ".join(f"{name}.{s}" for s in cls.signal_types))
 
 
 @app.command("inspect")
+@guarded
 def inspect_output(
     output: Annotated[Path, typer.Argument(help="an output folder written by `assay run`")],
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest's totals as JSON")] = False,
 ) -> None:
     """Print the funnel and top reasons of a finished run, from its manifest."""
     manifest_path = output / "manifest.json"
-    if not manifest_path.exists():
-        errors.print(f"[red]error:[/red] {manifest_path} not found: is {output} an assay output "
-                     "of a finished run?")
-        raise typer.Exit(2)
-    manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
+    if not manifest_path.is_file():
+        raise RunError(f"{manifest_path} not found: is {output} an assay output of a finished run?")
+    try:
+        manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
+        if not isinstance(manifest.get("totals"), dict) or not isinstance(manifest.get("steps"), list):
+            raise ValueError("no totals or steps")
+        parts = funnel(manifest)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RunError(f"not a manifest written by assay run ({type(exc).__name__}: {exc})",
+                       file=str(manifest_path)) from None
     if as_json:
         sys.stdout.write(orjson.dumps(
             {"totals": manifest["totals"], "steps": manifest["steps"]}, option=orjson.OPT_INDENT_2
         ).decode() + "\n")
         return
-    print_funnel(manifest, console)
+    for part in parts:
+        console.print(part)
 
 
 def _first_line(doc: str | None) -> str:
@@ -172,6 +186,16 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and not get_args(annotation):
         return annotation.__name__ if not issubclass(annotation, BaseModel) else "mapping"
     return str(annotation).replace("typing.", "")
+
+
+# The other verbs, in the order of the work.
+app.add_typer(select_app, name="select")
+app.command("prepare")(prepare_command)
+app.command("train")(train_command)
+app.command("compare")(compare_command)
+app.command("sweep")(sweep_command)
+app.command("fit")(fit_command)
+app.command("plan")(plan_command)
 
 
 if __name__ == "__main__":

@@ -6,21 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from assay.cli.common import console, fail, guarded
 from assay.prepare.inspection import print_inspection
-from assay.prepare.mixture import BudgetError
 from assay.prepare.reader import Shards
 from assay.prepare.recipe import load_prepare_recipe
-from assay.prepare.run import PrepareError, prepare
-from assay.prepare.shards import FormatError
-from assay.prepare.tokenizer import TokenizerError
-from assay.recipe import RecipeError
-
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
+from assay.prepare.run import prepare
 
 
+@guarded
 def prepare_command(
     recipe: Annotated[Path | None, typer.Argument(help="prepare recipe YAML (tokenizer, mixture, packing)")]
     = None,
@@ -39,26 +33,20 @@ def prepare_command(
     `assay prepare --inspect SHARDS` prints tokens per source, phase and bucket, and decodes a sample.
     """
     if (recipe is None) == (inspect is None):
-        errors.print("[red]error:[/red] give a RECIPE or --inspect SHARDS (one of them)")
-        raise typer.Exit(2)
-    try:
-        if inspect is not None:
-            print_inspection(Shards(inspect), console, samples=samples, seed=seed)
-            return
-        assert recipe is not None
-        spec = load_prepare_recipe(recipe)
-        result = prepare(spec, force=force, overwrite=overwrite, dry_run=dry_run,
-                         log=lambda msg: console.print(msg, highlight=False, markup=False))
-    except (RecipeError, PrepareError, TokenizerError, BudgetError, FormatError) as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail("give a RECIPE or --inspect SHARDS (one of them)")
+    if inspect is not None:
+        print_inspection(Shards(inspect), console, samples=samples, seed=seed)
+        return
+    assert recipe is not None
+    spec = load_prepare_recipe(recipe)
+    result = prepare(spec, force=force, overwrite=overwrite, dry_run=dry_run, log=console.print)
     m = result.manifest
     for name, s in m["sources"].items():
         console.print(f"{name}: {s['tokens']:,} tokens of {s['unique_tokens']:,} unique, "
                       f"{s['epochs']:.2f} epochs, effective {s['effective_tokens']:,.0f} "
-                      f"({s['effective_fraction']:.0%})", highlight=False)
+                      f"({s['effective_fraction']:.0%})")
     if dry_run:
         console.print(f"dry run: {m['totals']['tokens']:,} tokens planned; no shards written")
         return
     console.print(f"{m['totals']['tokens']:,} tokens in {len(m['phases'])} phase(s) → {result.output}/ "
-                  f"(assay prepare --inspect {result.output})", highlight=False)
+                  f"(assay prepare --inspect {result.output})")

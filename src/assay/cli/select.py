@@ -16,9 +16,8 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 
-from assay.io.readers import InputError
+from assay.cli.common import console, fail, guarded
 from assay.steps.select.classifier import train_classifier
 from assay.steps.select.model_files import read_manifest
 from assay.steps.select.perplexity import train_lm
@@ -26,19 +25,14 @@ from assay.steps.select.sources import ExampleSet, read_texts
 
 select_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Fit selector models (classifier, n-gram LM, embedded targets).")
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 
 def _texts(paths: list[str], text_field: str) -> list[str]:
-    try:
-        return read_texts(ExampleSet.of(paths, text_field))
-    except InputError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    return read_texts(ExampleSet.of(paths, text_field))
 
 
 @select_app.command("train-classifier")
+@guarded
 def train_classifier_command(
     positive: Annotated[list[str], typer.Option(help="good examples: JSONL/Parquet, globs, assay outputs")],
     negative: Annotated[list[str], typer.Option(help="random/bad examples, as --positive")],
@@ -57,15 +51,15 @@ def train_classifier_command(
     model.save(str(out))
     training, held_out = model.info["training"], model.info.get("held_out")
     console.print(f"trained on {training['positives']:,} positives and {training['negatives']:,} negatives "
-                  f"({training['iterations']} L-BFGS iterations) → {out}", highlight=False)
+                  f"({training['iterations']} L-BFGS iterations) → {out}")
     if held_out:
         console.print(f"held out ({held_out['documents']:,}): AUC {held_out['auc']}, precision "
                       f"{held_out['precision']}, recall {held_out['recall']}, "
-                      f"accuracy {held_out['accuracy']}",
-                      highlight=False)
+                      f"accuracy {held_out['accuracy']}")
 
 
 @select_app.command("train-lm")
+@guarded
 def train_lm_command(
     reference: Annotated[list[str], typer.Argument(help="reference text: JSONL/Parquet or assay outputs")],
     out: Annotated[Path, typer.Option(help="model folder to write")],
@@ -80,37 +74,34 @@ def train_lm_command(
     model.save(str(out))
     training = model.info["training"]
     console.print(f"{order}-gram model of {training['texts']:,} texts, {training['tokens']:,} tokens "
-                  f"→ {out}", highlight=False)
+                  f"→ {out}")
     if "held_out" in model.info:
         h = model.info["held_out"]
         console.print(f"held-out perplexity ({h['texts']:,} texts): p30 {h['p30']}, median {h['median']}, "
-                      f"p60 {h['p60']}", highlight=False)
+                      f"p60 {h['p60']}")
 
 
 @select_app.command("embed-target")
+@guarded
 def embed_target_command(
     target: Annotated[list[str], typer.Argument(help="target examples: JSONL/Parquet or assay outputs")],
     out: Annotated[Path, typer.Option(help="target folder to write")],
     text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
 ) -> None:
     """Embed target examples with all-MiniLM-L6-v2 for the embedding_similarity step."""
-    from assay.steps.select.embedding import ModelMissing, embed_target, save_target
+    from assay.steps.select.embedding import embed_target, save_target
 
     texts = _texts(target, text_field)
-    try:
-        save_target(str(out), embed_target(texts), target)
-    except ModelMissing as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    console.print(f"embedded {len(texts):,} target texts → {out}", highlight=False)
+    save_target(str(out), embed_target(texts), target)
+    console.print(f"embedded {len(texts):,} target texts → {out}")
 
 
 @select_app.command("show")
+@guarded
 def show_command(model: Annotated[Path, typer.Argument(help="a model folder")]) -> None:
     """Print a model folder's manifest: kind, parameters, training sets and metrics."""
     try:
         manifest = read_manifest(str(model))
     except ValueError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     console.print_json(orjson.dumps(manifest).decode())

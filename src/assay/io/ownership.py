@@ -1,0 +1,266 @@
+"""Folders assay owns: the marker, the refusals, the one-writer lock, and deletion of its own names.
+
+assay deletes or overwrites only what it wrote. Every folder it writes (a run's output,
+prepared shards, a training run, a model folder) gets a marker file before anything else,
+and assay deletes only inside a folder that carries its marker of the same kind, and only
+the names its own layout writes there. Before any work, :func:`claim_folder` refuses an
+output that is the file system's root, the home folder, the current folder or one of its
+ancestors, an existing file, a folder that holds files but no marker, or a path equal to,
+inside or containing one of the inputs.
+
+One writer per folder: :func:`claim_folder` takes an exclusive lock (``flock`` on a file
+in the folder) held until the work ends. A second run into the same folder is refused at
+once with the holder's PID and host; the kernel drops the lock of a killed run, so its
+stale lock file is simply taken over. Folders on remote file systems (any fsspec URL that
+is not local) get the marker and the refusals but no lock: their stores have no lock that
+works across machines, so one writer per output is the user's to keep there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import orjson
+
+from assay.errors import AssayError
+
+# {"written_by": "assay", "kind": ...}: no date, so two runs' outputs stay byte-identical.
+MARKER = ".assay-output"
+LOCK = ".assay-lock"  # the flock file; holds the holder's {"pid", "host", "since"}
+_OWN_FILES = frozenset({MARKER, LOCK, f".{MARKER}.tmp"})
+
+
+class OutputError(AssayError):
+    """An output assay refuses to write into; nothing was touched."""
+
+
+class LockedError(OutputError):
+    """Another run holds the output's lock."""
+
+
+def is_local(url: str) -> bool:
+    protocol = fsspec.core.split_protocol(url)[0]
+    return protocol in (None, "file", "local")
+
+
+def _real(url: str) -> str:
+    """An absolute, symlink-free local path, or the URL itself for remote stores."""
+    if is_local(url):
+        return os.path.realpath(fsspec.core.split_protocol(url)[1])
+    return url.rstrip("/")
+
+
+def _relation(output: str, other: str) -> str | None:
+    if output == other:
+        return "is"
+    if other.startswith(output.rstrip("/") + "/"):
+        return "contains"
+    if output.startswith(other.rstrip("/") + "/"):
+        return "is inside"
+    return None
+
+
+def check_place(url: str, inputs: Iterable[str] = ()) -> str:
+    """Refuse a place no output may be (see the module's docstring); return its real path."""
+    real = _real(url)
+    if is_local(url):
+        home = os.path.realpath(os.path.expanduser("~"))
+        cwd = os.path.realpath(os.getcwd())
+        if real == "/":
+            raise OutputError("the output is the root of the file system; name a folder of its own",
+                              file=url)
+        if real == home:
+            raise OutputError("the output is your home folder; name a folder of its own inside it",
+                              file=url)
+        if real == cwd or cwd.startswith(real.rstrip("/") + "/"):
+            raise OutputError("the output is the current folder or one that contains it; name a "
+                              "folder of its own", file=url)
+    for source in inputs:
+        relation = _relation(real, _real(source))
+        if relation is not None:
+            raise OutputError(f"the output {relation} the input {source}; write somewhere else",
+                              file=url)
+    return real
+
+
+def read_marker(url: str) -> dict[str, Any] | None:
+    """The marker of the folder at ``url``, or None if it has none."""
+    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        with fs.open(f"{path.rstrip('/')}/{MARKER}", "rb") as f:
+            data = orjson.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise OutputError(f"its {MARKER} marker cannot be read ({exc}); remove the folder by hand "
+                          "if it is yours", file=url) from None
+    if not isinstance(data, dict) or data.get("written_by") != "assay":
+        raise OutputError(f"its {MARKER} file was not written by assay", file=url)
+    return data
+
+
+def check_folder(url: str, kind: str, inputs: Iterable[str] = ()) -> None:
+    """Everything :func:`claim_folder` refuses, without writing anything (for dry runs)."""
+    check_place(url, inputs)
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return
+    if not fs.isdir(path):
+        raise OutputError("the output is an existing file, not a folder", file=url)
+    marker = read_marker(url)
+    if marker is None:
+        names = {name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(path, detail=False)}
+        if names - _OWN_FILES:
+            raise OutputError(
+                f"the folder holds files assay did not write (it has no {MARKER} marker); "
+                "choose a new or empty folder", file=url)
+    elif marker.get("kind") != kind:
+        raise OutputError(f"the folder holds an assay {marker.get('kind')} output, not a {kind} "
+                          "output; choose another folder", file=url)
+
+
+class OwnedFolder:
+    """A folder assay marked as its own, locked for this process until :meth:`release`."""
+
+    def __init__(self, url: str, kind: str, lock: _Lock | None) -> None:
+        self.url, self.kind, self._lock = url.rstrip("/") or url, kind, lock
+        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+
+    def clear(self, names: Iterable[str]) -> None:
+        """Delete the given entries of this folder (assay's own names), keeping its marker."""
+        for name in names:
+            if "/" in name or name in _OWN_FILES or name in ("", ".", ".."):
+                raise ValueError(f"not a name of the folder's own: {name!r}")
+            target = f"{self.path}/{name}"
+            if self.fs.exists(target):
+                self.fs.rm(target, recursive=True)
+
+    def remove_partial(self, names: Iterable[str]) -> None:
+        """Delete temporary files (``.NAME.tmp``) a killed run left under the given entries."""
+        for name in names:
+            top = f"{self.path}/{name}"
+            if not self.fs.isdir(top):
+                continue
+            for found in self.fs.find(top):
+                base = found.rsplit("/", 1)[-1]
+                if base.startswith(".") and base.endswith(".tmp"):
+                    self.fs.rm(found)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> OwnedFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_folder(url: str, kind: str, *, inputs: Iterable[str] = (),
+                 notice: Callable[[str], None] | None = None) -> OwnedFolder:
+    """Check ``url`` as an output of ``kind``, create it, lock it and mark it as assay's.
+
+    Raises :class:`OutputError` (nothing written) for a place no output may be, and
+    :class:`LockedError` when another process holds the lock.
+    """
+    check_folder(url, kind, inputs)
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path, exist_ok=True)
+    lock = _Lock.acquire(path, url, notice) if is_local(url) else None
+    try:
+        if read_marker(url) is None:
+            check_folder(url, kind, inputs)  # what another process may have written meanwhile
+            _write_marker(fs, path, kind)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return OwnedFolder(url, kind, lock)
+
+
+def _write_marker(fs: fsspec.AbstractFileSystem, path: str, kind: str) -> None:
+    tmp, final = f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}"
+    with fs.open(tmp, "wb") as out:
+        out.write(orjson.dumps({"written_by": "assay", "kind": kind}))
+    fs.mv(tmp, final)
+
+
+class _Lock:
+    """An exclusive ``flock`` on ``FOLDER/.assay-lock``, released by the kernel if we die."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, path: str, url: str, notice: Callable[[str], None] | None) -> _Lock:
+        fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            who = (f"PID {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                   if holder else "another process")
+            raise LockedError(f"another assay run is writing this output ({who}); wait for it to "
+                              "finish or choose another output", file=url) from None
+        previous = _holder(fd)
+        host = socket.gethostname()
+        if previous and notice is not None:
+            dead = previous.get("host") == host and not _alive(previous.get("pid"))
+            if dead:
+                notice(f"{url}: took over the lock of PID {previous.get('pid')}, a run that ended "
+                       "without finishing (killed or crashed); its finished work is kept")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": host,
+                                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)  # a clean end leaves no holder behind
+        os.close(self.fd)  # closing drops the flock
+
+
+def _holder(fd: int) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(os.pread(fd, 4096, 0))
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------- single files
+
+
+def check_file_output(path: Path, written_by_assay: Callable[[Path], bool]) -> None:
+    """Refuse to write the file ``path`` over anything assay did not write, or into a
+    folder that does not exist."""
+    if path.is_dir():
+        raise OutputError("is a folder; give a file name", file=str(path))
+    if not path.parent.is_dir():
+        raise OutputError(f"the folder {path.parent} does not exist", file=str(path))
+    if path.exists() and not written_by_assay(path):
+        raise OutputError("exists and was not written by assay; remove it or choose another name",
+                          file=str(path))
