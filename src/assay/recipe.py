@@ -15,10 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assay.engine.ids import IdPolicy
+from assay.engine.plan import PipelineError, plan_stages
 from assay.errors import AssayError
 from assay.io.readers import InputError, InputFile, resolve_inputs
 from assay.io.writers import Compression, OutputFormat
 from assay.steps import Step, step_class, step_names
+from assay.steps.base import Seed
 
 Location = tuple[Any, ...]
 
@@ -80,7 +82,7 @@ class _RecipeFile(_Strict):
     input: InputSpec
     output: OutputSpec
     steps: list[Any] = Field(default_factory=list)
-    seed: int = 0
+    seed: Seed = 0
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     @field_validator("output", mode="before")
@@ -98,7 +100,7 @@ class Recipe(BaseModel):
     input: InputSpec
     output: OutputSpec
     steps: list[Step]
-    seed: int = 0
+    seed: Seed = 0
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     source: str = "<python>"
 
@@ -137,6 +139,10 @@ def parse_recipe(text: str, *, source: str = "<string>", check_inputs: bool = Tr
     except ValidationError as exc:
         raise _located(exc, source, lines, (), _RecipeFile) from None
     steps = [_build_step(item, i, source, lines) for i, item in enumerate(spec.steps)]
+    try:
+        plan_stages(steps)
+    except PipelineError as exc:
+        raise RecipeError(source, _line(lines, ("steps", exc.step)), exc.message) from None
     recipe = Recipe(
         name=spec.name, input=spec.input, output=spec.output, steps=steps, seed=spec.seed,
         executor=spec.executor, source=source,
@@ -236,21 +242,85 @@ def _line(lines: dict[Location, int], loc: Location) -> int | None:
     return None
 
 
+# Expanded nodes a recipe may hold: real recipes have hundreds; aliases that expand past
+# this are a "billion laughs" document, refused before anything walks the expansion.
+MAX_NODES = 100_000
+
+
 def _load_yaml(text: str, source: str) -> tuple[Any, dict[Location, int]]:
-    """Safe-load YAML and record the 1-based line of every key and list item."""
+    """Safe-load YAML and record the 1-based line of every key and list item.
+
+    Refused with their line: invalid YAML, a key given twice in one mapping (a silent
+    last-wins would hide a typo), aliases that expand past :data:`MAX_NODES` nodes or refer
+    to themselves, and nesting too deep to read.
+    """
+    loader = yaml.SafeLoader(text)  # the safe loader refuses tags such as !!python/object
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)  # the safe loader refuses tags such as !!python/object
+        root = loader.get_single_node()
+        if root is None:
+            return None, {}
+        _check_nodes(root, source)
+        data = loader.construct_document(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise RecipeError(
             source, mark.line + 1 if mark else None, f"invalid YAML: {getattr(exc, 'problem', exc)}"
         ) from None
+    except RecursionError:
+        raise RecipeError(source, None, "invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
     lines: dict[Location, int] = {}
-    if root is None:
-        return None, lines
     _index_lines(root, (), lines)
     return data, lines
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Duplicate keys, self-referring aliases and the expanded size, without expanding: an
+    alias is the same node object as its anchor, so each distinct node is sized once."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise RecipeError(source, node.start_mark.line + 1,
+                                  f"the YAML expands to more than {MAX_NODES:,} nodes (aliases that "
+                                  "repeat aliases); a recipe is far smaller")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise RecipeError(source, node.start_mark.line + 1, "a YAML alias refers to itself")
+        open_nodes.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(node, source)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_keys(node: yaml.MappingNode, source: str) -> None:
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in seen:
+            raise RecipeError(source, line, f"key {key.value!r} is given twice in one mapping (first on "
+                                            f"line {seen[key.value]}); keep one")
+        seen[key.value] = line
 
 
 def _index_lines(node: yaml.Node, loc: Location, lines: dict[Location, int]) -> None:

@@ -178,8 +178,8 @@ mixture:
     assert not (tmp_path / "shards").exists()
     result = run(tmp_path, recipe, force=True)
     assert result.manifest["sources"]["f"]["epochs"] == pytest.approx(3.4, rel=0.01)
-    assert sorted(p.name for p in result.output.iterdir()) == ["concat", "documents", "manifest.json",
-                                                               "tokenizer.json"]
+    assert sorted(p.name for p in result.output.iterdir()) == [".assay-output", "concat", "documents",
+                                                               "manifest.json", "tokenizer.json"]
 
 
 def test_empty_documents_are_refused_or_skipped(
@@ -216,8 +216,10 @@ mixture:
     a: {{path: "{curated}", select: [fortunes], epochs: 1}}
     b: {{path: "{curated}", select: [fortunes, python3.11-doc], epochs: 1}}
 """)
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(PrepareError, match=r"no \*\.parquet"):
-        run(tmp_path, BASE.format(tok=tokenizer_file) + f'input: "{tmp_path}"\n')
+        run(tmp_path, BASE.format(tok=tokenizer_file) + f'input: "{empty}"\n')
 
 
 def test_recipe_errors_are_located(tmp_path: Path, tokenizer_file: Path) -> None:

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from assay.cli.common import console, fail, guarded, warn
 from assay.errors import EXIT_NOT_CONVERGED
+from assay.io.ownership import WRITTEN_BY, check_file_output
 from assay.scaling.compare import compare_tokens
 from assay.scaling.fit import FittedLaw, LawFit, fit_groups
 from assay.scaling.laws import LAWS, make_law
@@ -72,6 +73,9 @@ def fit_command(
     (Kaplan et al. 2020), power (Hestness et al. 2017), data-constrained (Muennighoff et al.
     2023) and downstream (Isik et al. 2024). Exits 4 if a fit did not converge.
     """
+    for path in (out, plot):
+        if path is not None:
+            check_file_output(path)
     try:
         if not 0 < confidence < 1:
             raise typer.BadParameter("--confidence must be between 0 and 1")
@@ -90,8 +94,8 @@ def fit_command(
         raise fail(str(exc)) from None
     predictions = [_prediction(fit.model, point) for fit in fits.values() for point in points]
     comparisons = _comparisons(fits, where)
-    report = {"fits": [f.to_dict() for f in fits.values()], "predictions": predictions,
-              "comparisons": comparisons}
+    report = {"written_by": WRITTEN_BY, "fits": [f.to_dict() for f in fits.values()],
+              "predictions": predictions, "comparisons": comparisons}
     if out is not None:
         out.write_text(json.dumps(report, indent=2) + "\n")
     if plot is not None:

@@ -18,6 +18,7 @@ import orjson
 import typer
 
 from assay.cli.common import console, fail, guarded
+from assay.io.ownership import check_folder
 from assay.steps.select.classifier import train_classifier
 from assay.steps.select.model_files import read_manifest
 from assay.steps.select.perplexity import train_lm
@@ -45,6 +46,7 @@ def train_classifier_command(
     seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
 ) -> None:
     """Train a quality classifier (hashed uni+bigram logistic regression) and save it."""
+    check_folder(str(out), "model", [*positive, *negative])  # refused before the training, not after
     model = train_classifier(_texts(positive, text_field), _texts(negative, text_field), ngrams=ngrams,
                              num_buckets=buckets, l2=l2, validation=validation, seed=seed)
     model.info["sources"] = {"positive": positive, "negative": negative}
@@ -69,6 +71,7 @@ def train_lm_command(
     seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
 ) -> None:
     """Train a Kneser-Ney n-gram language model for the perplexity step and save it."""
+    check_folder(str(out), "model", reference)
     model = train_lm(_texts(reference, text_field), order=order, validation=validation, seed=seed)
     model.info["sources"] = {"reference": reference}
     model.save(str(out))
@@ -91,6 +94,7 @@ def embed_target_command(
     """Embed target examples with all-MiniLM-L6-v2 for the embedding_similarity step."""
     from assay.steps.select.embedding import embed_target, save_target
 
+    check_folder(str(out), "model", target)
     texts = _texts(target, text_field)
     save_target(str(out), embed_target(texts), target)
     console.print(f"embedded {len(texts):,} target texts → {out}")

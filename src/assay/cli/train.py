@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from assay.cli.common import console, fail, guarded, inert, warn
+from assay.io.ownership import check_file_output
 from assay.train.config import TrainConfig, parse_count
 
 # Options shared by the three commands (typer needs them on each function).
@@ -209,6 +210,9 @@ def compare_command(
     and batch order), and all are scored on one held-out set that no recipe trains on.
     """
     from assay.train.compare import plot_curves, resolve_recipes, run_compare
+
+    if plot is not None:
+        check_file_output(plot)
 
     base = _config("", model=model, context=context, tokens=tokens, batch_tokens=batch_tokens,
                    micro_batch_tokens=micro_batch_tokens, lr=lr, schedule=schedule, warmup=warmup, mlp=mlp,

@@ -17,7 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from assay.errors import AssayError
 from assay.steps import DocumentStep, GlobalStep, Step
+
+
+class PipelineError(AssayError, ValueError):
+    """A step list that cannot be planned; ``step`` is the index of the offending step."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -34,19 +43,20 @@ def plan_stages(steps: Sequence[Step]) -> list[Stage]:
     names = [s.name for s in steps]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(
+        second = next(i for i, n in enumerate(names) if n in repeated and names.index(n) < i)
+        raise PipelineError(
             f"step(s) {', '.join(repeated)} appear more than once; a step's signals are "
-            "namespaced by its name, so each step may appear once in a pipeline"
+            "namespaced by its name, so each step may appear once in a pipeline", second
         )
     stages = [Stage(0)]
     produced: set[str] = set()
-    for step in steps:
+    for index, step in enumerate(steps):
         if isinstance(step, GlobalStep):
             missing = [c for c in step.requires() if c not in produced]
             if missing:
-                raise ValueError(
+                raise PipelineError(
                     f"step {step.name} needs column(s) {', '.join(missing)} from an earlier step; "
-                    f"earlier steps produce: {', '.join(sorted(produced)) or 'nothing'}"
+                    f"earlier steps produce: {', '.join(sorted(produced)) or 'nothing'}", index
                 )
             stages[-1].keys_for = step
             stages.append(Stage(len(stages), apply=step))

@@ -10,8 +10,8 @@ inside or containing one of the inputs.
 
 One writer per folder: :func:`claim_folder` takes an exclusive lock (``flock`` on a file
 in the folder) held until the work ends. A second run into the same folder is refused at
-once with the holder's PID and host; the kernel drops the lock of a killed run, so its
-stale lock file is simply taken over. Folders on remote file systems (any fsspec URL that
+once with the holder's PID and host; the kernel drops the lock of a killed run, so the
+lock file it leaves behind is simply taken over. Folders on remote file systems (any fsspec URL that
 is not local) get the marker and the refusals but no lock: their stores have no lock that
 works across machines, so one writer per output is the user's to keep there.
 """
@@ -130,8 +130,9 @@ def check_folder(url: str, kind: str, inputs: Iterable[str] = ()) -> None:
 class OwnedFolder:
     """A folder assay marked as its own, locked for this process until :meth:`release`."""
 
-    def __init__(self, url: str, kind: str, lock: _Lock | None) -> None:
+    def __init__(self, url: str, kind: str, lock: _Lock | None, created: bool) -> None:
         self.url, self.kind, self._lock = url.rstrip("/") or url, kind, lock
+        self.created = created  # this process made the folder
         self.fs, self.path = fsspec.core.url_to_fs(self.url)
 
     def clear(self, names: Iterable[str]) -> None:
@@ -154,6 +155,18 @@ class OwnedFolder:
                 if base.startswith(".") and base.endswith(".tmp"):
                     self.fs.rm(found)
 
+    def discard(self) -> None:
+        """Remove the folder again if this process created it and it holds nothing else
+        than the marker (a run that stopped before writing anything); release the lock."""
+        names = {n.rstrip("/").rsplit("/", 1)[-1] for n in self.fs.ls(self.path, detail=False)}
+        if self.created and not names - _OWN_FILES:
+            for name in names & {MARKER, f".{MARKER}.tmp"}:
+                self.fs.rm(f"{self.path}/{name}")
+            self.release()
+            with contextlib.suppress(OSError):  # another run may have claimed it meanwhile
+                self.fs.rmdir(self.path)
+        self.release()
+
     def release(self) -> None:
         if self._lock is not None:
             self._lock.release()
@@ -175,6 +188,7 @@ def claim_folder(url: str, kind: str, *, inputs: Iterable[str] = (),
     """
     check_folder(url, kind, inputs)
     fs, path = fsspec.core.url_to_fs(url)
+    created = not fs.exists(path)
     fs.makedirs(path, exist_ok=True)
     lock = _Lock.acquire(path, url, notice) if is_local(url) else None
     try:
@@ -185,7 +199,7 @@ def claim_folder(url: str, kind: str, *, inputs: Iterable[str] = (),
         if lock is not None:
             lock.release()
         raise
-    return OwnedFolder(url, kind, lock)
+    return OwnedFolder(url, kind, lock, created)
 
 
 def _write_marker(fs: fsspec.AbstractFileSystem, path: str, kind: str) -> None:
@@ -196,39 +210,57 @@ def _write_marker(fs: fsspec.AbstractFileSystem, path: str, kind: str) -> None:
 
 
 class _Lock:
-    """An exclusive ``flock`` on ``FOLDER/.assay-lock``, released by the kernel if we die."""
+    """An exclusive ``flock`` on ``FOLDER/.assay-lock``, released by the kernel if we die.
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    The file is removed on release. Because a file can be removed between another
+    process's ``open`` and its ``flock``, a lock counts only when the locked file is still
+    the one at the path; otherwise the attempt starts over.
+    """
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd, self.path = fd, path
 
     @classmethod
-    def acquire(cls, path: str, url: str, notice: Callable[[str], None] | None) -> _Lock:
-        fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            os.close(fd)
-            who = (f"PID {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
-                   if holder else "another process")
-            raise LockedError(f"another assay run is writing this output ({who}); wait for it to "
-                              "finish or choose another output", file=url) from None
+    def acquire(cls, folder: str, url: str, notice: Callable[[str], None] | None) -> _Lock:
+        path = os.path.join(folder, LOCK)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                who = (f"PID {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+                       if holder else "another process")
+                raise LockedError(f"another assay run is writing this output ({who}); wait for it to "
+                                  "finish or choose another output", file=url) from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the holder removed it as we opened it: try the new one
         previous = _holder(fd)
         host = socket.gethostname()
         if previous and notice is not None:
-            dead = previous.get("host") == host and not _alive(previous.get("pid"))
-            if dead:
-                notice(f"{url}: took over the lock of PID {previous.get('pid')}, a run that ended "
-                       "without finishing (killed or crashed); its finished work is kept")
+            notice(f"{url}: took over the lock left by PID {previous.get('pid')} on "
+                   f"{previous.get('host')}, a run that ended without finishing (killed or crashed); "
+                   "its finished work is kept")
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "host": host,
                                     "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}), 0)
-        return cls(fd)
+        return cls(fd, path)
 
     def release(self) -> None:
         with contextlib.suppress(OSError):
-            os.ftruncate(self.fd, 0)  # a clean end leaves no holder behind
+            os.unlink(self.path)  # still locked: nobody can hold it meanwhile
         os.close(self.fd)  # closing drops the flock
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _holder(fd: int) -> dict[str, Any] | None:
@@ -239,28 +271,48 @@ def _holder(fd: int) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # ----------------------------------------------------------------------- single files
 
+WRITTEN_BY = "assay"  # a JSON file's "written_by" value, a PNG's "Software" text chunk
 
-def check_file_output(path: Path, written_by_assay: Callable[[Path], bool]) -> None:
-    """Refuse to write the file ``path`` over anything assay did not write, or into a
-    folder that does not exist."""
+
+def check_file_output(path: Path) -> None:
+    """Refuse to write the file ``path`` over anything assay did not write (a JSON file
+    with ``"written_by": "assay"`` or a PNG whose Software is assay), over a folder, or into
+    a folder that does not exist."""
     if path.is_dir():
         raise OutputError("is a folder; give a file name", file=str(path))
     if not path.parent.is_dir():
         raise OutputError(f"the folder {path.parent} does not exist", file=str(path))
-    if path.exists() and not written_by_assay(path):
+    if path.exists() and not _written_by_assay(path):
         raise OutputError("exists and was not written by assay; remove it or choose another name",
                           file=str(path))
+
+
+def _written_by_assay(path: Path) -> bool:
+    try:
+        head = path.read_bytes()
+    except OSError:
+        return False
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _png_text(head).get("Software") == WRITTEN_BY
+    try:
+        data = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("written_by") == WRITTEN_BY
+
+
+def _png_text(data: bytes) -> dict[str, str]:
+    """The ``tEXt`` chunks of a PNG file: keyword -> text."""
+    texts, at = {}, 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at: at + 4], "big")
+        kind, body = data[at + 4: at + 8], data[at + 8: at + 8 + length]
+        if kind == b"tEXt" and b"\0" in body:
+            key, _, value = body.partition(b"\0")
+            texts[key.decode("latin-1")] = value.decode("latin-1")
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    return texts

@@ -11,6 +11,7 @@
       documents/heldout.parquet, concat/heldout/..., decompose/heldout/...
                                                      the held-out split (``heldout`` in the recipe),
                                                      laid out as a phase; never trained on
+      .assay-output, .assay-lock                     the ownership marker and the one-writer lock
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 WORK = "_work"
 HELDOUT = "heldout"  # the held-out split's folder name and its name for the reader
+# Everything prepare writes at the top of its output: ``--overwrite`` deletes these and nothing else.
+NAMES = (MANIFEST, TOKENIZER, "documents", "concat", "decompose", WORK)
 
 
 def phase_dir(p: int | None, name: str) -> str:

@@ -33,8 +33,11 @@ class Shards:
         manifest_path = self.path / layout.MANIFEST
         if not manifest_path.is_file():
             raise FormatError(f"{manifest_path} not found: is {self.path} the output of `assay prepare`?")
-        self.manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
-        if self.manifest.get("format") != "assay-shards":
+        try:
+            self.manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise FormatError(f"{manifest_path}: not valid JSON ({exc})") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != "assay-shards":
             raise FormatError(f"{manifest_path}: not an assay-shards manifest")
         # Opened token files per (packing, phase): the files never change, and a caller
         # reading documents one by one must not re-read an index per document.
@@ -65,12 +68,12 @@ class Shards:
     def phase_index(self, phase: int | str | None) -> int:
         if phase is None:
             if len(self.phases) != 1:
-                raise ValueError(f"{self.path} has phases {', '.join(self.phases)}: name one")
+                raise FormatError(f"{self.path} has phases {', '.join(self.phases)}: name one")
             return 0
         if isinstance(phase, int):
             return phase
         if phase not in self.phases:
-            raise ValueError(f"no phase {phase!r}; phases: {', '.join(self.phases)}")
+            raise FormatError(f"no phase {phase!r}; phases: {', '.join(self.phases)}")
         return self.phases.index(phase)
 
     @cached_property

@@ -30,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from assay.prepare.layout import HELDOUT
 from assay.prepare.mixture import DEFAULT_MAX_EPOCHS
-from assay.prepare.tokenizer import DEFAULT_EOS, Engine
+from assay.prepare.tokenizer import DEFAULT_EOS, MAX_VOCAB, Engine
 from assay.recipe import RecipeError, _line, _load_yaml, _located
+from assay.steps.base import Seed
 
 
 class _Strict(BaseModel):
@@ -41,7 +42,7 @@ class _Strict(BaseModel):
 class TrainSpec(_Strict):
     """Train a byte-level BPE on the mixture's sources."""
 
-    vocab_size: int = Field(ge=258, le=1 << 31, description="ids in all: 256 bytes, EOS and the merges")
+    vocab_size: int = Field(ge=258, le=MAX_VOCAB, description="ids in all: 256 bytes, EOS and the merges")
     max_mb: float = Field(256.0, gt=0, description="train on a seeded sample of at most this much text")
     min_frequency: int = Field(2, ge=1, description="a pair must occur this often to be merged")
 
@@ -123,7 +124,7 @@ class PrepareRecipe(_Strict):
 
     name: str
     output: str
-    seed: int = Field(0, ge=0, description="seeds the tokenizer sample, the draws and the shuffles")
+    seed: Seed = Field(0, description="seeds the tokenizer sample, the draws and the shuffles")
     tokenizer: TokenizerSpec
     input: str | list[str] | None = Field(None, description="shorthand: every document of these once")
     mixture: MixtureSpec | None = None

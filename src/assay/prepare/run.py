@@ -29,6 +29,7 @@ import xxhash
 from assay.documents import ID, SOURCE, TEXT
 from assay.engine.manifest import dependency_versions
 from assay.errors import AssayError
+from assay.io.ownership import claim_folder
 from assay.io.readers import FieldMap, InputError, decode_chunk, plan_chunks, resolve_inputs
 from assay.prepare import layout
 from assay.prepare.mixture import (
@@ -221,14 +222,6 @@ def _check_structure(mixture: MixtureSpec) -> None:
     plan_targets(mixture.total_tokens if uses_total else None, shares, _phases(mixture), uncounted)
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            what = "shards of an earlier prepare" if (out / layout.MANIFEST).exists() else "files"
-            raise PrepareError(f"{out} already holds {what}; use --overwrite to replace them")
-        shutil.rmtree(out)
-
-
 def _training_sample(sources: Sequence[SourceDocs], max_bytes: float, seed: int) -> list[str]:
     """A seeded sample of documents across all sources, at most ``max_bytes`` of text."""
     sizes = np.concatenate([s.n_bytes for s in sources])
@@ -250,20 +243,30 @@ def prepare(recipe: PrepareRecipe, *, force: bool = False, overwrite: bool = Fal
     the tokenizer file, empty or missing documents, budgets that cannot add up, an estimate
     of the epochs); the exact epochs are checked after tokenizing, before any shard is
     written. ``force`` allows sources beyond their ``max_epochs``; ``dry_run`` stops after
-    planning and returns the manifest it would write.
+    planning and returns the manifest it would write. The output must be new, empty or a
+    prepare output (:mod:`assay.io.ownership`), never one of the sources, and is locked
+    while this runs; ``overwrite`` replaces the shards of an earlier prepare there.
     """
     say: Log = log or (lambda _msg: None)
     out = Path(recipe.output)
-    if not dry_run:
-        _check_output(out, overwrite)
-    created = not out.exists()
-    try:
-        return _prepare(recipe, out, force=force, dry_run=dry_run, say=say)
-    except BaseException:
-        shutil.rmtree(out / layout.WORK, ignore_errors=True)
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    sources = [s.path for s in recipe.resolved_mixture().sources.values()]
+    sources += [recipe.tokenizer.path] if recipe.tokenizer.path else []
+    with claim_folder(str(out), "prepare", inputs=sources) as owned:
+        held = [name for name in layout.NAMES if (out / name).exists()]
+        if held and not dry_run:
+            if not overwrite:
+                raise PrepareError(f"{out} already holds shards of an earlier prepare; use --overwrite to "
+                                   "replace them")
+            owned.clear(held)
+        try:
+            result = _prepare(recipe, out, force=force, dry_run=dry_run, say=say)
+        except BaseException:
+            owned.clear([layout.WORK])
+            owned.discard()
+            raise
+        if dry_run:
+            owned.discard()
+        return result
 
 
 def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, say: Log) -> PrepareResult:
@@ -328,8 +331,6 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
         manifest["heldout"] = _heldout_manifest(recipe.heldout, held, held_first, held_lengths)
     if dry_run:
         shutil.rmtree(work, ignore_errors=True)
-        if not any(out.iterdir()):
-            out.rmdir()
         return PrepareResult(out, manifest, warnings)
     tokens_file = TokenFile(work / "tokens")
     for p, phase in enumerate(phases):

@@ -33,6 +33,11 @@ DEFAULT_EOS = "<|endoftext|>"
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
+# The largest vocabulary a recipe may ask for: 8x the largest in common use (256k); beyond it
+# the trainer would try to allocate tens of gigabytes before saying anything.
+MAX_VOCAB = 1 << 21
+
+
 class TokenizerError(AssayError, ValueError):
     """A tokenizer that cannot be loaded, trained or used as asked."""
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from assay.errors import AssayError
+from assay.io.ownership import WRITTEN_BY
 from assay.scaling.fit import FittedLaw, LawFit
 from assay.scaling.runs import Runs
 
@@ -56,7 +57,7 @@ def plot_fits(fits: Mapping[str | None, LawFit], runs: Runs, path: str | Path) -
         top.set_title(f"{title}{status}\n{fit.model.law.formula}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": WRITTEN_BY})
     plt.close(fig)
     return path
 

@@ -19,15 +19,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from assay.documents import REASON, TEXT, signal_column
+from assay.errors import AssayError
 
 StepKind = Literal["signal", "filter", "transform", "global"]
+
+# numpy, torch and xxhash take seeds of up to 64 bits; a signed bound keeps JSON and Arrow exact.
+MAX_SEED = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+class StepError(AssayError, ValueError):
+    """A step that cannot run as configured: a file it reads is missing or not what it
+    should be, an environment variable it needs is unset."""
 
 
 class StepParams(BaseModel):

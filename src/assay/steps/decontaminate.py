@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from assay.documents import ID, REASON, TEXT, signal_column
-from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
+from assay.steps.base import FitContext, GlobalState, GlobalStep, StepError, StepParams, register
 from assay.steps.shingles import mix64, run_hashes, word_hash_reference
 
 CONTAMINATED = "contaminated"
@@ -232,9 +232,9 @@ def read_benchmark(spec: BenchmarkSpec) -> Benchmark:
     try:
         info = fs.info(path)
     except FileNotFoundError:
-        raise ValueError(f"benchmark file {spec.path} does not exist") from None
+        raise StepError(f"benchmark file {spec.path} does not exist") from None
     if info.get("type") == "directory":
-        raise ValueError(f"benchmark file {spec.path} is a folder; name a JSONL file")
+        raise StepError(f"benchmark file {spec.path} is a folder; name a JSONL file")
     key = (spec.path, tuple(spec.fields), spec.id_field, tuple(spec.remove), spec.display_name,
            info.get("size"), info.get("mtime"))
     if key in _benchmark_cache:
@@ -249,18 +249,18 @@ def read_benchmark(spec: BenchmarkSpec) -> Benchmark:
             try:
                 record = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{where}: invalid JSON ({exc})") from None
+                raise StepError(f"{where}: invalid JSON ({exc})") from None
             if not isinstance(record, dict):
-                raise ValueError(f"{where}: an item is a JSON object, got {type(record).__name__}")
+                raise StepError(f"{where}: an item is a JSON object, got {type(record).__name__}")
             texts = []
             for name in spec.fields:
                 if name not in record:
-                    raise ValueError(f"{where}: item has no field {name!r}; its fields: "
+                    raise StepError(f"{where}: item has no field {name!r}; its fields: "
                                      f"{', '.join(record)}")
                 value = record[name]
                 values = value if isinstance(value, list) else [value]
                 if not all(isinstance(v, str) for v in values):
-                    raise ValueError(f"{where}: field {name!r} holds {type(value).__name__}; "
+                    raise StepError(f"{where}: field {name!r} holds {type(value).__name__}; "
                                      "expected a string or a list of strings")
                 for text in values:
                     for pattern in patterns:
@@ -269,12 +269,12 @@ def read_benchmark(spec: BenchmarkSpec) -> Benchmark:
             if spec.id_field is None:
                 item_id: str | int = line_no
             elif spec.id_field not in record:
-                raise ValueError(f"{where}: item has no id field {spec.id_field!r}")
+                raise StepError(f"{where}: item has no id field {spec.id_field!r}")
             else:
                 item_id = str(record[spec.id_field])
             items.append(BenchmarkItem(item_id, line_no, tuple(texts)))
     if not items:
-        raise ValueError(f"benchmark file {spec.path} holds no items")
+        raise StepError(f"benchmark file {spec.path} holds no items")
     benchmark = Benchmark(spec.display_name, spec.path, tuple(items))
     _benchmark_cache[key] = benchmark
     return benchmark

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
-from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
+from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepError, StepParams, register
 from assay.steps.lsh import (
     INDEX_STRIDE,
     OLD_BASE,
@@ -124,7 +124,7 @@ class MinHashDedupParams(StepParams):
     num_perm: int = Field(112, ge=1, le=1024, description="hash functions in a signature")
     bands: int = Field(14, ge=1, description="LSH bands")
     rows: int = Field(8, ge=1, description="signature values per band")
-    seed: int = Field(1, description="seed of the hash functions (indexes must share it)")
+    seed: Seed = Field(1, description="seed of the hash functions (indexes must share it)")
     keep: Survivor = Field(
         "first",
         description="survivor of each cluster: first in input order, lowest id, longest text, "
@@ -447,7 +447,7 @@ def _index_folder(path: str) -> str:
     for folder in (path, os.path.join(path, "index", "minhash_dedup")):
         if os.path.exists(os.path.join(folder, "index.json")):
             return folder
-    raise ValueError(f"against: {path} holds no minhash_dedup index (no index.json in it or "
+    raise StepError(f"against: {path} holds no minhash_dedup index (no index.json in it or "
                      "in index/minhash_dedup/); write one with write_index: true")
 
 
@@ -457,7 +457,7 @@ def _open_index(path: str, p: MinHashDedupParams) -> _Index:
         manifest = orjson.loads(f.read())
     expected = _index_params(p)
     if manifest["params"] != expected:
-        raise ValueError(f"minhash_dedup against: {path} was built with {manifest['params']}, "
+        raise StepError(f"minhash_dedup against: {path} was built with {manifest['params']}, "
                          f"this step uses {expected}; they must match")
     table = pq.read_table(os.path.join(folder, "ids.parquet"))
     n_docs = table.num_rows

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from assay.steps.base import DocumentStep, StepOutput, StepParams, register
+from assay.steps.base import DocumentStep, StepError, StepOutput, StepParams, register
 
 PiiType = Literal["email", "ip", "phone", "credit_card", "iban"]
 # Every type, in the order detections claim text: where two overlap, the earlier type wins.
@@ -327,7 +327,7 @@ class Pii(DocumentStep):
             if p.salt_env is not None:
                 salt = os.environ.get(p.salt_env, "")
                 if not salt:
-                    raise ValueError(f"pii: environment variable {p.salt_env} (the salt) is unset or empty")
+                    raise StepError(f"pii: environment variable {p.salt_env} (the salt) is unset or empty")
             key = salt.encode("utf-8")
             self._key = key if len(key) <= 64 else hashlib.blake2b(key).digest()
         self._types = frozenset(p.types)

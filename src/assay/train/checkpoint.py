@@ -24,6 +24,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from assay.train.config import TrainError
+
 FORMAT = "assay-checkpoint-1"
 FILE = "checkpoint.safetensors"
 
@@ -50,7 +52,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as f:
         meta = orjson.loads((f.metadata() or {}).get("assay", "{}"))
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an assay checkpoint (format {meta.get('format')!r})")
+        raise TrainError(f"{path}: not an assay checkpoint (format {meta.get('format')!r})")
     return meta
 
 

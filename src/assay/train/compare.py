@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 from scipy import stats
 
+from assay.io.ownership import WRITTEN_BY, claim_folder
 from assay.prepare.layout import HELDOUT, MANIFEST, safe_name
 from assay.prepare.reader import Shards
 from assay.train.evaluate import EvalSet, document_keys, heldout_set
@@ -140,6 +141,13 @@ def run_compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: s
     if len(recipes) < 2 or seeds < 1:
         raise TrainError("compare needs at least two recipes and one seed")
     out = Path(out)
+    sources = [str(r.shards) for r in recipes] + ([str(eval_shards)] if eval_shards else [])
+    with claim_folder(str(out), "compare", inputs=sources):
+        return _compare(recipes, base, seeds, out, eval_shards, confidence, callback)
+
+
+def _compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: Path,
+             eval_shards: str | Path | None, confidence: float, callback: Callback | None) -> dict[str, Any]:
     context = base.context or int(Shards(recipes[0].shards).manifest["packing"]["context"])
     if base.tokens is None:  # the same budget for every recipe: what the smallest one holds
         base = replace(base, tokens=min(phase_tokens(Shards(r.shards), base.phases or Shards(r.shards).phases)
@@ -170,7 +178,6 @@ def run_compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: s
     result = {"recipes": [{"name": r.name, "shards": str(r.shards)} for r in recipes], "seeds": seeds,
               "confidence": confidence, "eval": eval_note, "config": base.to_dict(), "runs": runs,
               **compare_runs(runs, [r.name for r in recipes], confidence)}
-    out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2
                                                     | orjson.OPT_SERIALIZE_NUMPY))
     (out / "curves.json").write_bytes(orjson.dumps(curves, option=orjson.OPT_SERIALIZE_NUMPY
@@ -224,6 +231,6 @@ def plot_curves(curves: dict[str, dict[int, list[dict[str, Any]]]], path: str | 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": WRITTEN_BY})
     plt.close(fig)
     return path

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from assay.errors import AssayError
+from assay.steps.base import MAX_SEED
 
 Packing = Literal["concat", "buckets"]
 Precision = Literal["auto", "bf16", "fp32"]
@@ -62,6 +63,28 @@ class TrainConfig:
     cloze: str | None = None
     log_every: int = 10
     checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can use (NaN, negative, out of range) before any work."""
+        positive = {"lr": self.lr, "context": self.context, "tokens": self.tokens,
+                    "batch_tokens": self.batch_tokens, "micro_batch_tokens": self.micro_batch_tokens,
+                    "threads": self.threads, "eval_documents": self.eval_documents,
+                    "log_every": self.log_every}
+        at_least_zero = {"warmup": self.warmup, "decay": self.decay, "min_lr_ratio": self.min_lr_ratio,
+                         "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                         "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every}
+        unit = {"beta1": self.beta1, "beta2": self.beta2, "min_lr_ratio": self.min_lr_ratio}
+        for name, value in positive.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise TrainError(f"{name} must be a positive number, not {value!r}")
+        for name, value in at_least_zero.items():
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise TrainError(f"{name} must be a number >= 0, not {value!r}")
+        for name, value in unit.items():
+            if value is not None and not 0 <= value <= 1:
+                raise TrainError(f"{name} must be between 0 and 1, not {value!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise TrainError(f"seed must be between 0 and {MAX_SEED}, not {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,6 +28,7 @@ import torch
 from assay.prepare.dataset import BucketDataset, ConcatDataset
 from assay.prepare.packing import bucket_batch_size
 from assay.prepare.reader import Shards
+from assay.train.config import TrainError
 
 
 def phase_steps(phase_tokens: Sequence[int], total_steps: int) -> list[int]:
@@ -35,7 +36,7 @@ def phase_steps(phase_tokens: Sequence[int], total_steps: int) -> list[int]:
     remainder; a phase with tokens gets at least one step while steps remain)."""
     tokens = np.asarray(phase_tokens, dtype=np.float64)
     if total_steps < 0 or tokens.size == 0 or tokens.sum() <= 0:
-        raise ValueError("need phases with tokens and a non-negative number of steps")
+        raise TrainError("need phases with tokens and a non-negative number of steps")
     exact = total_steps * tokens / tokens.sum()
     steps = np.floor(exact).astype(np.int64)
     for i in np.argsort(-(exact - steps), kind="stable")[: total_steps - int(steps.sum())]:
@@ -78,7 +79,7 @@ class ConcatBatches:
         self.datasets = [ConcatDataset(shards, p, context) for p in phases]
         empty = [p for p, d in zip(phases, self.datasets, strict=True) if len(d) == 0]
         if empty:
-            raise ValueError(f"phase(s) {', '.join(empty)} hold fewer than {context + 1} tokens")
+            raise TrainError(f"phase(s) {', '.join(empty)} hold fewer than {context + 1} tokens")
         self.plan = _Steps(phase_steps([len(d) for d in self.datasets], total_steps))
         self._order = lru_cache(maxsize=4)(self._epoch_order)
 
@@ -126,7 +127,7 @@ class BucketBatches:
         self.seed = seed
         self.row_log2 = int(np.floor(np.log2(min(context + 1, batch_tokens))))
         if self.row_log2 < 1:
-            raise ValueError("context and batch_tokens must allow rows of at least 2 tokens")
+            raise TrainError("context and batch_tokens must allow rows of at least 2 tokens")
         self.datasets = [BucketDataset(shards, p) for p in phases]
         self.rows: list[list[tuple[int, int, int]]] = []  # per phase: (bucket, row log2, rows per piece)
         self.batches_per_epoch = []
@@ -144,7 +145,7 @@ class BucketBatches:
         self.batch_tokens = batch_tokens
         empty = [p for p, n in zip(phases, self.batches_per_epoch, strict=True) if n == 0]
         if empty:
-            raise ValueError(f"phase(s) {', '.join(empty)} have no full Dataset Decomposition batch of "
+            raise TrainError(f"phase(s) {', '.join(empty)} have no full Dataset Decomposition batch of "
                              f"{batch_tokens:,} tokens")
         self.plan = _Steps(phase_steps(self.batches_per_epoch, total_steps))
         self._batches = lru_cache(maxsize=4)(self._epoch_batches)

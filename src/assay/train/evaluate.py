@@ -33,6 +33,7 @@ import torch
 
 from assay.prepare.layout import HELDOUT
 from assay.prepare.reader import Shards
+from assay.train.config import TrainError
 
 LN2 = math.log(2.0)
 
@@ -82,7 +83,7 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
     estimate; ``exclude``: leave out documents whose (curated source, id) is in it, e.g. those
     another recipe trains on)."""
     if not shards.has_heldout:
-        raise ValueError(f"{shards.path} has no held-out split: add `heldout: {{fraction: 0.01}}` to the "
+        raise TrainError(f"{shards.path} has no held-out split: add `heldout: {{fraction: 0.01}}` to the "
                          "prepare recipe and run `assay prepare` again")
     docs = shards.documents(HELDOUT)
     keys = document_keys(docs)
@@ -91,7 +92,7 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
         spread = np.unique(np.linspace(0, len(keep) - 1, max_documents).round().astype(np.int64))
         keep = [keep[i] for i in spread]
     if not keep:
-        raise ValueError(f"{shards.path}: no held-out document left to evaluate on")
+        raise TrainError(f"{shards.path}: no held-out document left to evaluate on")
     every_document = len(keep) == docs.num_rows
     all_sources = docs.column("source").to_pylist()
     sources = {i: all_sources[i] for i in keep}
@@ -101,9 +102,14 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
     n_bytes = dict.fromkeys(names, 0)
     counts = dict.fromkeys(names, 0)
     eos = shards.eos_id
+    vocab = int(shards.manifest["tokenizer"]["vocab_size"])
     packing = shards.packings(HELDOUT)[0]
     for position in keep:
         tokens = shards.document_tokens(HELDOUT, position, packing)
+        if tokens.size and int(tokens.max()) >= vocab:
+            raise TrainError(f"{shards.path}: held-out document {position} holds token id "
+                             f"{int(tokens.max()):,}, outside the tokenizer's vocabulary of {vocab:,}; "
+                             "the token files are damaged")
         name = sources[position]
         counts[name] += 1
         if not every_document or "bytes" not in known[name]:
@@ -188,10 +194,10 @@ def read_cloze(path: str | Path) -> list[ClozeItem]:
             row = orjson.loads(line)
             item = ClozeItem(str(row["context"]), tuple(str(c) for c in row["choices"]), int(row["answer"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{line_no}: not a cloze item ({exc}); expected "
+            raise TrainError(f"{path}:{line_no}: not a cloze item ({exc}); expected "
                              '{"context": str, "choices": [str, ...], "answer": int}') from None
         if not 0 <= item.answer < len(item.choices) or len(item.choices) < 2:
-            raise ValueError(f"{path}:{line_no}: answer {item.answer} is not one of "
+            raise TrainError(f"{path}:{line_no}: answer {item.answer} is not one of "
                              f"{len(item.choices)} choices (at least two)")
         items.append(item)
     return items

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from assay.train.config import Mlp, Positions, parse_count
+from assay.train.config import Mlp, Positions, TrainError, parse_count
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,11 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of n_head {self.n_head}")
+            raise TrainError(f"d_model {self.d_model} is not a multiple of n_head {self.n_head}")
         if self.positions == "rope" and (self.d_model // self.n_head) % 2:
-            raise ValueError("rotary embeddings need an even head dimension")
+            raise TrainError("rotary embeddings need an even head dimension")
         if min(self.vocab_size, self.context, self.n_layer, self.n_head, self.d_model) < 1:
-            raise ValueError("vocab_size, context, n_layer, n_head and d_model must be positive")
+            raise TrainError("vocab_size, context, n_layer, n_head and d_model must be positive")
 
     @property
     def hidden(self) -> int:
@@ -122,7 +122,7 @@ def shape_for(spec: str, vocab_size: int, context: int, **options: Any) -> GPTCo
     try:
         target = parse_count(text)
     except ValueError:
-        raise ValueError(f"model {spec!r}: give a preset ({', '.join(PRESETS)}), LAYERSxWIDTH such as "
+        raise TrainError(f"model {spec!r}: give a preset ({', '.join(PRESETS)}), LAYERSxWIDTH such as "
                          "4x128, or a non-embedding parameter count such as 2M") from None
     return shape_for_parameters(target, vocab_size, context, **options)
 
@@ -252,7 +252,7 @@ class GPT(nn.Module):
         (mean over targets other than -100, or per position with ``reduction="none"``)."""
         t = idx.shape[1]
         if t > self.config.context:
-            raise ValueError(f"sequence of {t} tokens is longer than the context ({self.config.context})")
+            raise TrainError(f"sequence of {t} tokens is longer than the context ({self.config.context})")
         x = self.wte(idx)
         if self.wpe is not None:
             x = x + self.wpe.weight[:t]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from assay.train.config import DecayShape, Schedule
+from assay.train.config import DecayShape, Schedule, TrainError
 
 POWER_EXPONENT = -0.51  # b of Shen et al. 2024
 
@@ -48,7 +48,7 @@ def decay_curve(progress: float, shape: DecayShape) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * p))
     if shape == "sqrt":
         return 1.0 - math.sqrt(p)
-    raise ValueError(f"unknown decay shape {shape!r}")
+    raise TrainError(f"unknown decay shape {shape!r}")
 
 
 def lr_multiplier(step: int, total: int, schedule: Schedule = "cosine", warmup: int = 1,
@@ -56,9 +56,9 @@ def lr_multiplier(step: int, total: int, schedule: Schedule = "cosine", warmup: 
                   power_exponent: float = POWER_EXPONENT) -> float:
     """Learning rate of update ``step`` (0-based) of ``total``, as a multiple of the peak."""
     if total < 1 or not 0 <= step < total:
-        raise ValueError(f"step {step} outside 0..{total - 1}")
+        raise TrainError(f"step {step} outside 0..{total - 1}")
     if not 0 <= min_ratio <= 1:
-        raise ValueError("min_ratio must be in [0, 1]")
+        raise TrainError("min_ratio must be in [0, 1]")
     warmup = max(1, min(warmup, total))
     if step < warmup:
         return (step + 1) / warmup
@@ -69,9 +69,9 @@ def lr_multiplier(step: int, total: int, schedule: Schedule = "cosine", warmup: 
         progress = (step - warmup + 1) / span if span else 1.0
         return min_ratio + (1.0 - min_ratio) * decay_curve(progress, "cosine")
     if schedule not in ("wsd", "power"):
-        raise ValueError(f"unknown schedule {schedule!r}; known: cosine, wsd, power, constant")
+        raise TrainError(f"unknown schedule {schedule!r}; known: cosine, wsd, power, constant")
     if not 0 <= decay <= 1:
-        raise ValueError("decay must be a fraction of the steps in [0, 1]")
+        raise TrainError("decay must be a fraction of the steps in [0, 1]")
     n_decay = round(decay * total)
     start = max(total - n_decay, warmup)
 

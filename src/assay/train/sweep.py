@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from assay.io.ownership import claim_folder
 from assay.prepare.reader import Shards
 from assay.train.model import parse_count
 from assay.train.trainer import TrainConfig, Trainer, TrainError
@@ -64,7 +65,12 @@ def run_sweep(base: TrainConfig, sizes: Sequence[str], tokens: Sequence[str], ou
     """Train the grid on ``base.shards`` into ``OUT/runs/MODEL-TOKENS``; append each finished
     point to ``OUT/runs.csv``; return the CSV's path."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with claim_folder(str(out), "sweep", inputs=[base.shards]):
+        return _sweep(base, sizes, tokens, out, group, callback)
+
+
+def _sweep(base: TrainConfig, sizes: Sequence[str], tokens: Sequence[str], out: Path, group: str | None,
+           callback: Callback | None) -> Path:
     csv_path = out / "runs.csv"
     shards = Shards(base.shards)
     if not shards.has_heldout:

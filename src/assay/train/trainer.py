@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import torch
 
+from assay.io.ownership import claim_folder
 from assay.prepare.reader import Shards
 from assay.scaling.plan import step_law
 from assay.scaling.published import STEP_LAW
@@ -281,7 +282,16 @@ class Trainer:
 
     def train(self, until: int | None = None) -> dict[str, Any]:
         """Train from the current step to ``until`` (default: the end of the plan); evaluate at
-        the end of the plan; return the result (also ``OUT/result.json``)."""
+        the end of the plan; return the result (also ``OUT/result.json``). The run folder
+        must be new, empty or a training run's (:mod:`assay.io.ownership`), and is locked
+        meanwhile."""
+        if self.out is None:
+            return self._train(until)
+        sources = [self.config.shards, *(p for p in (self.config.eval_shards, self.config.cloze) if p)]
+        with claim_folder(str(self.out), "train", inputs=sources):
+            return self._train(until)
+
+    def _train(self, until: int | None) -> dict[str, Any]:
         plan, cfg = self.plan, self.config
         end = plan.steps if until is None else min(until, plan.steps)
         if self.step == plan.steps:  # a finished run, resumed: its result again
@@ -312,7 +322,12 @@ class Trainer:
             lr = plan.lr * lr_multiplier(step, plan.steps, **schedule)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            batch = self.batches.batch(step).to(self.device, non_blocking=True)
+            batch = self.batches.batch(step)
+            if int(batch.max()) >= plan.model.vocab_size:  # corrupt shards, or another tokenizer's
+                raise TrainError(f"{cfg.shards}: a token id of step {step}'s batch ({int(batch.max()):,}) is "
+                                 f"outside the tokenizer's vocabulary of {plan.model.vocab_size:,}; the "
+                                 "token files are damaged or were written with another tokenizer")
+            batch = batch.to(self.device, non_blocking=True)
             rows = batch.shape[0]
             for a in range(0, rows, plan.micro_batch):
                 chunk = batch[a: a + plan.micro_batch]

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from assay.documents import REASON, TEXT, signal_column
-from assay.steps.base import FitContext, GlobalState, GlobalStep, StepParams, register
+from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepParams, register
 from assay.steps.select.features import SparseCounts, hashed_ngram_counts, ngram_hashes, token_hashes
 from assay.steps.select.model_files import save_model
 from assay.steps.select.sources import ExampleSet, check_example_set, iter_texts
@@ -144,7 +144,7 @@ class DsirParams(StepParams):
     min_tokens: int = Field(
         100, ge=0, description="documents with fewer tokens are never selected (min_example_length)"
     )
-    seed: int = Field(0, description="seed of the Gumbel noise")
+    seed: Seed = Field(0, description="seed of the Gumbel noise")
     write_model: bool = Field(True, description="write the fitted distributions to OUTPUT/models/dsir")
 
     @field_validator("targets", mode="before")

@@ -16,6 +16,9 @@ import fsspec
 import numpy as np
 import orjson
 
+from assay.io.ownership import claim_folder
+from assay.steps.base import StepError
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
@@ -42,11 +45,11 @@ def save_model(folder: str, kind: str, arrays: dict[str, np.ndarray], info: dict
                    "names": sorted(arrays)},
     }
     fs, path = fsspec.core.url_to_fs(folder)
-    fs.makedirs(path, exist_ok=True)
-    with fs.open(f"{path}/{ARRAYS}", "wb") as f:
-        f.write(payload)
-    with fs.open(f"{path}/{MANIFEST}", "wb") as f:
-        f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    with claim_folder(folder, "model"):  # a new or empty folder, or a model folder assay wrote
+        with fs.open(f"{path}/{ARRAYS}", "wb") as f:
+            f.write(payload)
+        with fs.open(f"{path}/{MANIFEST}", "wb") as f:
+            f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return folder
 
 
@@ -56,14 +59,14 @@ def read_manifest(folder: str) -> dict[str, Any]:
         with fs.open(f"{path}/{MANIFEST}", "rb") as f:
             return orjson.loads(f.read())
     except FileNotFoundError:
-        raise ValueError(f"{folder} is not a selector model (no {MANIFEST})") from None
+        raise StepError(f"{folder} is not a selector model (no {MANIFEST})") from None
 
 
 def check_model(folder: str, kind: str) -> dict[str, Any]:
-    """The manifest of a model of ``kind``; ValueError if it is missing or of another kind."""
+    """The manifest of a model of ``kind``; StepError if it is missing or of another kind."""
     manifest = read_manifest(folder)
     if manifest.get("kind") != kind or manifest.get("format") != FORMAT:
-        raise ValueError(f"{folder} holds a {manifest.get('kind')!r} model (format "
+        raise StepError(f"{folder} holds a {manifest.get('kind')!r} model (format "
                          f"{manifest.get('format')}), not a {kind!r} model (format {FORMAT})")
     return manifest
 
@@ -75,7 +78,7 @@ def load_model(folder: str, kind: str) -> tuple[dict[str, np.ndarray], dict[str,
     with fs.open(f"{path}/{ARRAYS}", "rb") as f:
         payload = f.read()
     if hashlib.sha256(payload).hexdigest() != manifest["arrays"]["sha256"]:
-        raise ValueError(f"{folder}/{ARRAYS} does not match the SHA-256 in its manifest")
+        raise StepError(f"{folder}/{ARRAYS} does not match the SHA-256 in its manifest")
     with np.load(io.BytesIO(payload)) as data:
         arrays = {name: data[name] for name in data.files}
     return arrays, manifest

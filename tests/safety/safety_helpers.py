@@ -1,0 +1,90 @@
+"""The fault-injection suite: assay run as a hostile user would run it, as a real process.
+
+Every hostile run goes through :func:`assay`, which starts ``python -m assay`` and checks
+that nothing it printed is a traceback. :class:`Canaries` records files byte for byte
+before a run and checks them after it: the inputs, a folder beside the output, and the
+contents of a folder that is not assay's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
+# Drop the capabilities that let root ignore file permissions, so permission cases behave
+# as they do for any user (CI runs as root).
+UNPRIVILEGED = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def assay(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+          prefix: list[str] | None = None, timeout: float = 180) -> Outcome:
+    """Run ``python -m assay ARGS``; fail the test on a traceback in anything it printed."""
+    proc = subprocess.run([*(prefix or []), sys.executable, "-m", "assay", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+    outcome = Outcome(proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in outcome.output, outcome.output
+    return outcome
+
+
+def refused(outcome: Outcome, *words: str) -> None:
+    """A clean refusal: exit 2 and one ``error:`` line holding ``words``."""
+    assert outcome.code == 2, outcome.output
+    lines = [line for line in outcome.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, outcome.output
+    for word in words:
+        assert word in lines[0], outcome.output
+
+
+class Canaries:
+    """Files under some roots, recorded byte for byte."""
+
+    def __init__(self, *roots: Path) -> None:
+        self.roots = roots
+        self.before = self._read()
+
+    def _read(self) -> dict[Path, str]:
+        found = {}
+        for root in self.roots:
+            files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+            for path in files:
+                found[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return found
+
+    def intact(self) -> None:
+        after = self._read()
+        lost = sorted(str(p) for p in self.before if p not in after)
+        changed = sorted(str(p) for p in self.before if p in after and after[p] != self.before[p])
+        assert not lost and not changed, f"lost {lost}, changed {changed}"
+
+
+def write_jsonl(path: Path, docs: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+def write_recipe(path: Path, input_path: str | Path, output: str | Path, *, name: str = "hostile",
+                 steps: str = "  - exact_dedup: {}\n", extra: str = "") -> Path:
+    path.write_text(f"name: {json.dumps(str(name))}\ninput:\n  path: {json.dumps(str(input_path))}\n"
+                    f"{extra}output: {json.dumps(str(output))}\nsteps:\n{steps}")
+    return path
