@@ -35,7 +35,7 @@ from assay.report import print_funnel
 from assay.report.funnel import funnel
 from assay.steps import step_class, step_names
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True,
                   pretty_exceptions_enable=False,
                   help="assay turns raw text into LLM pretraining data and measures what it is worth.")
 
