@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
@@ -22,6 +25,8 @@ SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
 # as they do for any user (CI runs as root).
 UNPRIVILEGED = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
                 "--bounding-set=-dac_override,-dac_read_search"]
+needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None,
+                                   reason="dropping root's permission override needs setpriv (util-linux)")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from safety_helpers import UNPRIVILEGED, Canaries, assay, refused, write_jsonl, write_recipe
+from safety_helpers import UNPRIVILEGED, Canaries, assay, needs_setpriv, refused, write_jsonl, write_recipe
 
 
 def quarantined(out: Path) -> list[dict]:
@@ -57,6 +57,7 @@ def test_a_fifo_matched_by_the_glob_is_quarantined_not_waited_on(tmp_path: Path,
     assert "b.jsonl: quarantined whole: not a regular file: a FIFO" in done.stderr
 
 
+@needs_setpriv
 def test_an_unreadable_input_is_quarantined(tmp_path: Path, docs: list[dict]) -> None:
     inputs = tmp_path / "in"
     write_jsonl(inputs / "a.jsonl", docs)
@@ -69,6 +70,7 @@ def test_an_unreadable_input_is_quarantined(tmp_path: Path, docs: list[dict]) ->
     assert record["file"].endswith("b.jsonl") and record["error"] == "unreadable file: Permission denied"
 
 
+@needs_setpriv
 def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, docs: list[dict]) -> None:
     corpus = write_jsonl(tmp_path / "in" / "a.jsonl", docs)
     locked = tmp_path / "locked"
