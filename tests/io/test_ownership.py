@@ -100,6 +100,13 @@ def test_clear_and_partial_cleanup_touch_only_the_names_given(tmp_path: Path) ->
         assert (out / "notes" / ".draft.tmp").exists()
         owned.clear(["data", "manifest.json"])
         assert not (out / "data").exists() and (out / "notes").exists()
+        # A link under the run's own names is removed as a link; what it points to stays.
+        (out / "rejected").symlink_to(out / "notes")
+        (out / "quarantine").mkdir()
+        (out / "quarantine" / "elsewhere").symlink_to(out / "notes")
+        owned.remove_partial(["rejected", "quarantine"])
+        owned.clear(["rejected"])
+        assert not (out / "rejected").exists() and (out / "notes" / ".draft.tmp").exists()
         for bad in (MARKER, LOCK, "../x", "a/b", ".."):
             with pytest.raises(ValueError, match="not a name"):
                 owned.clear([bad])

@@ -134,26 +134,34 @@ class OwnedFolder:
         self.url, self.kind, self._lock = url.rstrip("/") or url, kind, lock
         self.created = created  # this process made the folder
         self.fs, self.path = fsspec.core.url_to_fs(self.url)
+        self.local = is_local(self.url)
 
     def clear(self, names: Iterable[str]) -> None:
-        """Delete the given entries of this folder (assay's own names), keeping its marker."""
+        """Delete the given entries of this folder (assay's own names), keeping its marker.
+        A symbolic link among them is removed as a link: what it points to is not assay's."""
         for name in names:
             if "/" in name or name in _OWN_FILES or name in ("", ".", ".."):
                 raise ValueError(f"not a name of the folder's own: {name!r}")
             target = f"{self.path}/{name}"
-            if self.fs.exists(target):
+            if self.local and os.path.islink(target):
+                os.unlink(target)
+            elif self.fs.exists(target):
                 self.fs.rm(target, recursive=True)
 
     def remove_partial(self, names: Iterable[str]) -> None:
-        """Delete temporary files (``.NAME.tmp``) a killed run left under the given entries."""
+        """Delete temporary files (``.NAME.tmp``) a killed run left under the given entries,
+        never following a symbolic link out of the folder."""
         for name in names:
             top = f"{self.path}/{name}"
-            if not self.fs.isdir(top):
-                continue
-            for found in self.fs.find(top):
-                base = found.rsplit("/", 1)[-1]
+            if self.local:
+                walked = [] if os.path.islink(top) else os.walk(top)  # os.walk follows a linked top
+                found = [os.path.join(folder, f) for folder, _, files in walked for f in files]
+            else:
+                found = self.fs.find(top) if self.fs.isdir(top) else []
+            for path in found:
+                base = path.rsplit("/", 1)[-1]
                 if base.startswith(".") and base.endswith(".tmp"):
-                    self.fs.rm(found)
+                    self.fs.rm(path)
 
     def discard(self) -> None:
         """Remove the folder again if this process created it and it holds nothing else
@@ -186,6 +194,7 @@ def claim_folder(url: str, kind: str, *, inputs: Iterable[str] = (),
     Raises :class:`OutputError` (nothing written) for a place no output may be, and
     :class:`LockedError` when another process holds the lock.
     """
+    inputs = list(inputs)
     check_folder(url, kind, inputs)
     fs, path = fsspec.core.url_to_fs(url)
     created = not fs.exists(path)
