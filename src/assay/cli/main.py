@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -21,9 +20,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from assay import __version__
-from assay.cli.common import console, fail, guarded, inert, label, options, warn
+from assay.cli.common import console, fail, guarded, inert, options, warn
 from assay.cli.prepare import prepare_command
 from assay.cli.scaling import fit_command, plan_command
 from assay.cli.select import select_app
@@ -32,6 +32,7 @@ from assay.engine import RunError
 from assay.pipeline import run_recipe
 from assay.recipe import load_recipe
 from assay.report import print_funnel
+from assay.report.docstrings import as_text, first_line
 from assay.report.funnel import funnel
 from assay.steps import step_class, step_names
 
@@ -117,16 +118,16 @@ def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")]
         table = Table("step", "kind", "summary")
         for step in step_names():
             cls = step_class(step)
-            table.add_row(step, cls.kind, _first_line(cls.__doc__))
+            table.add_row(step, cls.kind, first_line(cls.__doc__))
         console.print(table)
         return
     try:
         cls = step_class(name)
     except KeyError as exc:
         raise fail(exc.args[0]) from None
-    console.print(label(name, cls.kind, "bold"))
+    console.print(Text.assemble((name, "bold"), f" ({cls.kind})"))
     console.print()
-    console.print(_reflow(cls.__doc__ or ""))
+    console.print(as_text(cls.__doc__))
     table = Table("parameter", "type", "default", "description", title="parameters")
     for field, info in cls.Params.model_fields.items():
         default = "required" if info.default is PydanticUndefined else repr(info.default)
@@ -161,25 +162,6 @@ def inspect_output(
         return
     for part in parts:
         console.print(part)
-
-
-def _first_line(doc: str | None) -> str:
-    return inspect.cleandoc(doc or "").split("\n", 1)[0]
-
-
-def _reflow(doc: str) -> str:
-    """A docstring with its hard line breaks joined inside paragraphs and list items, so
-    the terminal wraps it at its own width."""
-    blocks = []
-    for block in inspect.cleandoc(doc).split("\n\n"):
-        items: list[str] = []
-        for line in block.split("\n"):
-            if not items or line.lstrip().startswith(("* ", "- ")):
-                items.append(line.strip())
-            else:
-                items[-1] += " " + line.strip()
-        blocks.append("\n".join(items))
-    return "\n\n".join(blocks)
 
 
 def _type_name(annotation: Any) -> str:
