@@ -56,10 +56,11 @@ import pyarrow as pa
 
 from assay.documents import CORE_SCHEMA, REASON, TEXT
 from assay.steps.base import Step
-from assay.steps.c4 import C4Quality
-from assay.steps.fineweb import FineWebQuality
-from assay.steps.gopher import GopherQuality, GopherRepetition
-from assay.steps.text import WORDS
+from assay.steps.filters.c4 import C4Quality
+from assay.steps.filters.fineweb import FineWebQuality
+from assay.steps.filters.gopher_quality import GopherQuality
+from assay.steps.filters.gopher_repetition import GopherRepetition
+from assay.text.spacy_words import WORDS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample_text.jsonl.gz"
 BENCH_CORPUS = Path("/root/.cache/assay-bench/corpus/base.jsonl")

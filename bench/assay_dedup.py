@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from assay import Pipeline
-from assay.steps.minhash import MinHashDedup
+from assay.steps.dedup.minhash import MinHashDedup
 
 
 def main() -> None:

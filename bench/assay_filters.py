@@ -14,9 +14,10 @@ import sys
 
 from assay import Pipeline
 from assay.recipe import OutputSpec
-from assay.steps.c4 import C4Quality
-from assay.steps.fineweb import FineWebQuality
-from assay.steps.gopher import GopherQuality, GopherRepetition
+from assay.steps.filters.c4 import C4Quality
+from assay.steps.filters.fineweb import FineWebQuality
+from assay.steps.filters.gopher_quality import GopherQuality
+from assay.steps.filters.gopher_repetition import GopherRepetition
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def direct_batch(pages: list[str]) -> list[str]:
 
 
 def assay_batch(params: dict[str, Any], pages: list[str]) -> list[str]:
-    from assay.steps.extract import ExtractHtml
+    from assay.steps.transforms.extract_html import ExtractHtml
 
     out = ExtractHtml(**params)(pa.table({"id": [str(i) for i in range(len(pages))], "text": pages}))
     kept = [r is None for r in out.column("reason").to_pylist()]
@@ -77,7 +77,7 @@ def _run_batch(job: tuple[dict[str, Any] | None, list[str]]) -> list[str]:
 def _warm() -> None:
     import trafilatura  # noqa: F401
 
-    import assay.steps.extract  # noqa: F401
+    import assay.steps.transforms.extract_html  # noqa: F401
 
 
 def extract_all(

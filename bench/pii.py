@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from assay.steps.pii import Pii
+from assay.steps.transforms.pii import Pii
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample_text.jsonl.gz"
 BENCH_CORPUS = Path.home() / ".cache" / "assay-bench" / "corpus" / "base.jsonl"

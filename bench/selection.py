@@ -39,7 +39,7 @@ import numpy as np
 from harness import BENCH, CORPUS, ROOT, SHARED, measure, peer_python, prepare, print_record
 
 from assay.steps.select.dsir import kl_divergence
-from assay.steps.select.features import hashed_ngram_counts
+from assay.text.wordpunct import hashed_ngram_counts
 
 NUM_BUCKETS = 10_000
 

@@ -22,7 +22,7 @@ from assay import Pipeline, parse_recipe, run_recipe
 from assay.engine import RunError
 from assay.engine.local import StrictInputError
 from assay.recipe import OutputSpec
-from assay.steps.dedup import ExactDedup
+from assay.steps.dedup.exact import ExactDedup
 
 
 def _pipeline() -> Pipeline:
@@ -178,7 +178,7 @@ _RUN = """
 import sys
 from steps_for_tests import MinChars, StripDigits
 from assay import Pipeline
-from assay.steps.dedup import ExactDedup
+from assay.steps.dedup.exact import ExactDedup
 Pipeline([MinChars(min_chars=20, sleep_s=float(sys.argv[3])), ExactDedup(), StripDigits()]).run(
     sys.argv[1], sys.argv[2], workers=2, shard_mb=0.0015)
 """
@@ -238,7 +238,7 @@ def test_a_transform_that_rejects_keeps_the_original_text_of_rejected_rows() -> 
     import pyarrow as pa
 
     from assay.documents import CORE_SCHEMA
-    from assay.steps.c4 import C4Quality
+    from assay.steps.filters.c4 import C4Quality
 
     kept_text = "\n".join(f"This is sentence number {i} of a proper line here." for i in range(6))
     rejected_text = "Click here\nlorem ipsum dolor sit amet, consectetur adipiscing elit."

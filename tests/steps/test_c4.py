@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from assay.documents import CORE_SCHEMA, REASON
-from assay.steps.c4 import C4Quality
-from assay.steps.text import WORDS
+from assay.steps.filters.c4 import C4Quality
+from assay.text.spacy_words import WORDS
 
 
 def run(text: str, **params: object) -> tuple[str, dict[str, int]]:

@@ -20,7 +20,7 @@ from assay import Pipeline
 from assay.pipeline import run_recipe
 from assay.recipe import RecipeError, load_recipe
 from assay.steps import step_class
-from assay.steps.decontaminate import (
+from assay.steps.decontaminate.step import (
     CONTAMINATED,
     NOTHING_LEFT,
     TOO_MANY_PIECES,

@@ -11,7 +11,7 @@ import pytest
 
 from assay.documents import DUPLICATE_OF, ID, REASON
 from assay.steps.base import step_class
-from assay.steps.dedup import (
+from assay.steps.dedup.exact import (
     EXACT_DUPLICATE,
     ExactDedup,
     content_hashes,

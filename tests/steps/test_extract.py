@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from assay import parse_recipe, run_recipe
 from assay.io.readers import FieldMap, decode_chunk, plan_chunks, resolve_inputs
 from assay.steps.base import step_class
-from assay.steps.extract import ExtractHtml
+from assay.steps.transforms.extract_html import ExtractHtml
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_WARC = ROOT / "data" / "sample" / "sample_html.warc.gz"

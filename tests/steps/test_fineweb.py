@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from assay.documents import CORE_SCHEMA, REASON
-from assay.steps.fineweb import FineWebQuality
+from assay.steps.filters.fineweb import FineWebQuality
 
 
 def signals(text: str, **params: object) -> dict[str, float]:

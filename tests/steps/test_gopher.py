@@ -11,7 +11,8 @@ import pytest
 
 from assay.documents import CORE_SCHEMA, REASON
 from assay.steps import step_class
-from assay.steps.gopher import GopherQuality, GopherRepetition
+from assay.steps.filters.gopher_quality import GopherQuality
+from assay.steps.filters.gopher_repetition import GopherRepetition
 
 # --------------------------------------------------------------------------------------
 # Repetition signals
@@ -368,8 +369,9 @@ def test_ngram_counts_match_datatrove_semantics_on_random_texts(
 ) -> None:
     # Documents are counted in batches of random sizes, as the step does; with few or no
     # sweeps the scan settles linked runs one by one instead.
-    from assay.steps import gopher
-    from assay.steps.text import NgramHashes, WordSplitter
+    from assay.steps.filters import gopher_repetition as gopher
+    from assay.text.ngram_hashes import NgramHashes
+    from assay.text.spacy_words import WordSplitter
 
     monkeypatch.setattr(gopher, "_MAX_SWEEPS", sweeps)
     splitter = WordSplitter()
@@ -393,7 +395,7 @@ def test_group_keys_sharing_high_bits() -> None:
     # Four entries need 2 index bits; keys 8 and 9 only differ below them, so the packed
     # sort interleaves them within document 0 and the full-key sort must take over. Key 8
     # in document 1 is a group of its own.
-    from assay.steps.gopher import _group
+    from assay.steps.filters.gopher_repetition import _group
 
     keys = np.array([8, 9, 8, 9, 8])
     docs = np.array([0, 0, 0, 0, 1])
@@ -406,7 +408,7 @@ def test_group_keys_sharing_high_bits() -> None:
 def test_repetition_batch_equals_one_by_one(slice_words: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # Signals do not depend on which documents share a batch, nor on how the batch is
     # sliced for the n-gram counts.
-    from assay.steps import gopher
+    from assay.steps.filters import gopher_repetition as gopher
 
     monkeypatch.setattr(gopher, "_SLICE_WORDS", slice_words)
     rng = random.Random(1)

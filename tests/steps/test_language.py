@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from assay.steps.base import step_class
-from assay.steps.language import LID176_LANGUAGES, UNDETERMINED, LanguageFilter
+from assay.steps.filters.language import LID176_LANGUAGES, UNDETERMINED, LanguageFilter
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "langid_udhr.jsonl"
 

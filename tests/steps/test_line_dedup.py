@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from assay import Pipeline
-from assay.steps.dedup import DUPLICATE_URL, UrlDedup, normalize_url
-from assay.steps.line_dedup import ALL_UNITS_DUPLICATED, LineDedup, split_units
+from assay.steps.dedup.lines import ALL_UNITS_DUPLICATED, LineDedup, split_units
+from assay.steps.dedup.url import DUPLICATE_URL, UrlDedup, normalize_url
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from assay import Pipeline
 from assay.recipe import load_recipe
 from assay.steps import DocumentStep, Step, StepOutput, register
-from assay.steps.lsh import (
+from assay.steps.dedup.lsh import (
     BucketTask,
     candidate_probability,
     choose_bands,
@@ -29,8 +29,8 @@ from assay.steps.lsh import (
     implied_threshold,
     merge_runs,
 )
-from assay.steps.minhash import NEAR_DUPLICATE, MinHashDedup, MinHashDedupParams, MinHasher, band_keys
-from assay.steps.shingles import normalized_words, word_hash_reference, word_hashes
+from assay.steps.dedup.minhash import NEAR_DUPLICATE, MinHashDedup, MinHashDedupParams, MinHasher, band_keys
+from assay.text.hashing import normalized_words, word_hash_reference, word_hashes
 
 # --------------------------------------------------------------------- a corpus with truth
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from assay import parse_recipe, run_recipe
 from assay.documents import CORE_SCHEMA, REASON
 from assay.steps.base import step_class
-from assay.steps.pii import DEFAULT_PLACEHOLDERS, PII_TYPES, Pii
+from assay.steps.transforms.pii import DEFAULT_PLACEHOLDERS, PII_TYPES, Pii
 
 PLANTED = Path(__file__).resolve().parents[1] / "fixtures" / "pii" / "planted.jsonl"
 DOCS = [json.loads(line) for line in PLANTED.read_text(encoding="utf-8").splitlines()]
@@ -97,7 +97,7 @@ def test_hash_tokens_are_consistent_and_salted() -> None:
 
 def test_hash_tokens_agree_across_processes() -> None:
     code = (
-        "from assay.steps.pii import Pii; "
+        "from assay.steps.transforms.pii import Pii; "
         "print(Pii(mode='hash', salt='s3cret').token('iban', 'DE89370400440532013000'))"
     )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assay.steps.text import (
-    PUNCTUATION_SET,
-    TERMINAL_PUNCTUATION,
-    NgramHashes,
-    WordSplitter,
-    find_duplicates,
-)
+from assay.text.lines import find_duplicates
+from assay.text.ngram_hashes import NgramHashes
+from assay.text.spacy_words import WordSplitter
+from assay.text.tables import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 
 # Worked out from spaCy's English rules (prefixes, suffixes, infixes, exceptions).
 CASES = [
@@ -108,7 +105,7 @@ def test_tables_and_duplicates() -> None:
 def test_tables_match_the_reference_implementations() -> None:
     text = pytest.importorskip("datatrove.utils.text")
     sentencizer = pytest.importorskip("spacy.pipeline.sentencizer")
-    from assay.steps.text import PUNCTUATION, SENTENCE_PUNCTUATION
+    from assay.text.tables import PUNCTUATION, SENTENCE_PUNCTUATION
 
     assert text.PUNCTUATION == PUNCTUATION
     assert text.TERMINAL_PUNCTUATION == TERMINAL_PUNCTUATION
@@ -120,7 +117,7 @@ def test_exceptions_match_spacy() -> None:
     spacy = pytest.importorskip("spacy")
     from spacy.symbols import ORTH
 
-    from assay.steps.text import _EXCEPTIONS
+    from assay.text.spacy_words import _EXCEPTIONS
 
     rules = spacy.blank("en").tokenizer.rules
     assert {k: tuple(t[ORTH] for t in v) for k, v in rules.items()} == _EXCEPTIONS
@@ -129,7 +126,7 @@ def test_exceptions_match_spacy() -> None:
 def test_ascii_infix_rules_equal_the_full_ones_on_ascii() -> None:
     import re
 
-    from assay.steps import text
+    from assay.text import spacy_words as text
 
     pairs = [
         (text._ALPHA, "A-Za-z"),
@@ -149,7 +146,7 @@ def test_ascii_infix_regex_finds_what_the_full_one_finds() -> None:
     # ASCII text it must find exactly the matches of the full rules.
     import random
 
-    from assay.steps import text
+    from assay.text import spacy_words as text
 
     rng = random.Random(0)
     alphabet = "aZx09.,-~:<>=/+*^'\"`_()"

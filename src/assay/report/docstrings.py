@@ -1,7 +1,7 @@
 """Step docstrings for people: the terminal (``assay steps NAME``) and the manual (``docs/``).
 
 Docstrings are written in reStructuredText for the code's readers (``literal``,
-:func:`assay.steps.lsh.choose_bands`); both views come from this module, so the manual and
+:func:`assay.steps.dedup.lsh.choose_bands`); both views come from this module, so the manual and
 the command cannot drift from the code or from each other.
 """
 

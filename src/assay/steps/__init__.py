@@ -1,18 +1,7 @@
-"""Every pipeline step, one family per module, registered by name."""
+"""Every pipeline step, registered by name: one folder per kind (``filters/``, ``dedup/``,
+``transforms/``, ``select/``, ``decontaminate/``), the interface in :mod:`.base`."""
 
-from assay.steps import (  # noqa: F401
-    c4,
-    decontaminate,
-    dedup,
-    extract,
-    fineweb,
-    gopher,
-    language,
-    line_dedup,
-    minhash,
-    pii,
-    select,
-)
+from assay.steps import decontaminate, dedup, filters, select, transforms  # noqa: F401
 from assay.steps.base import (
     DocumentStep,
     FitContext,

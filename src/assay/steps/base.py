@@ -166,6 +166,21 @@ def first_failing_rule(rules: Sequence[tuple[str, np.ndarray]], n_rows: int) -> 
     return reasons
 
 
+def above(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
+    """Rows whose value exceeds ``threshold``; None when the rule is disabled (no threshold)."""
+    return None if threshold is None else values > threshold
+
+
+def below(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
+    """Rows whose value is under ``threshold``; None when the rule is disabled."""
+    return None if threshold is None else values < threshold
+
+
+def decide_set_rules(rules: list[tuple[str, np.ndarray | None]], n_rows: int) -> np.ndarray:
+    """:func:`first_failing_rule` over the rules whose threshold is set (mask not None)."""
+    return first_failing_rule([(r, m) for r, m in rules if m is not None], n_rows)
+
+
 @dataclass
 class GlobalState:
     """What :meth:`GlobalStep.fit` learned, split by the shard each part applies to."""

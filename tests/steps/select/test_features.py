@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assay.steps.select.features import (
+from assay.text.wordpunct import (
     dense_counts,
     hashed_ngram_counts,
     ngram_hash_reference,

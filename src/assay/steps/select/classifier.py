@@ -8,7 +8,7 @@ labels. Training fastText needs the ``fasttext`` trainer, whose wheels install a
 named ``fasttext`` that collides with ``fasttext-predict`` (the predict-only build the
 language step relies on), and multi-threaded fastText training is not deterministic. So
 the model here is the same feature space learned directly: hashed word unigrams and
-bigrams (the tokens of :mod:`assay.steps.select.features`, 2**20 buckets, fastText's
+bigrams (the tokens of :mod:`assay.text.wordpunct`, 2**20 buckets, fastText's
 default ``bucket`` order of magnitude), L2-normalised per document, and an L2-regularised
 logistic regression fitted by L-BFGS: a linear bag-of-n-grams model like fastText's, with
 a full-rank weight vector instead of its low-rank embedding, deterministic for a seed.
@@ -26,8 +26,8 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.documents import REASON, TEXT, signal_column
 from assay.steps.base import GlobalState, GlobalStep, StepParams, register
-from assay.steps.select.features import hashed_ngram_counts
 from assay.steps.select.model_files import check_model, load_model, save_model
+from assay.text.wordpunct import hashed_ngram_counts
 
 if TYPE_CHECKING:
     import scipy.sparse

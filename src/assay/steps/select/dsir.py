@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from assay.documents import REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepParams, register
-from assay.steps.select.features import SparseCounts, hashed_ngram_counts, ngram_hashes, token_hashes
 from assay.steps.select.model_files import save_model
 from assay.steps.select.sources import ExampleSet, check_example_set, iter_texts
+from assay.text.wordpunct import SparseCounts, hashed_ngram_counts, ngram_hashes, token_hashes
 
 NOT_SELECTED = "dsir_not_selected"
 TOO_SHORT = "dsir_too_short"

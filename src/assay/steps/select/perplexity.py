@@ -9,7 +9,7 @@ perplexity to documents like it.
 
 The model here is an interpolated Kneser-Ney n-gram model (Kneser & Ney 1995; Chen &
 Goodman 1999, one discount per order, ``D = n1 / (n1 + 2 n2)``) over the lower-cased
-WordPunct tokens of :mod:`assay.steps.select.features`, each line a sentence with ``<s>``
+WordPunct tokens of :mod:`assay.text.wordpunct`, each line a sentence with ``<s>``
 padding and ``</s>``. Lower orders use continuation counts (how many distinct words
 precede an n-gram), except n-grams that start at ``<s>``, which keep raw counts (as KenLM
 does); the unigram distribution is interpolated with a uniform one over the vocabulary
@@ -28,8 +28,8 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from assay.steps.base import DocumentStep, StepKind, StepOutput, StepParams, register
-from assay.steps.select.features import chain, token_hashes
 from assay.steps.select.model_files import check_model, load_model, save_model
+from assay.text.wordpunct import chain, token_hashes
 
 KIND = "ngram_lm"
 BOS = np.uint64(0x5F3759DF5F3759DF)  # reserved hashes for <s> and </s>

@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 import regex
 
-from assay.steps.shingles import mix64, run_hashes, word_hash_reference
+from assay.text.hashing import mix64, run_hashes, word_hash_reference
 
 SPACE, WORD, OTHER = 0, 1, 2
 

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepError, StepParams, register
-from assay.steps.lsh import (
+from assay.steps.dedup.lsh import (
     INDEX_STRIDE,
     OLD_BASE,
     BucketTask,
@@ -34,7 +34,7 @@ from assay.steps.lsh import (
     find_collisions,
     implied_threshold,
 )
-from assay.steps.shingles import mix64, shingle_hashes, word_hashes
+from assay.text.hashing import mix64, shingle_hashes, word_hashes
 
 NEAR_DUPLICATE = "near-duplicate"
 INDEX_FORMAT = 1
@@ -44,7 +44,7 @@ INDEX_FORMAT = 1
 class MinHasher:
     """MinHash signatures of word n-gram sets (Broder 1997).
 
-    Words and shingles are those of :mod:`assay.steps.shingles`; a shingle's 32-bit hash
+    Words and shingles are those of :mod:`assay.text.hashing`; a shingle's 32-bit hash
     comes from its words' 64-bit hashes, weighted, summed and mixed. Each of
     the ``num_perm`` hash functions is ``(a * x + b) mod 2**64``, keeping the top 32 bits,
     Dietzfelbinger's multiply-add-shift family (1996), which is 2-universal. The minimum
@@ -182,7 +182,7 @@ class MinHashDedup(GlobalStep):
     of 8 rows. Two documents become candidates when all 8 values of some band agree,
     which happens with probability ``1 - (1 - s**8)**14`` for Jaccard similarity ``s``:
     0.05 at s = 0.5, 0.21 at 0.6, 0.57 at 0.7, 0.92 at 0.8, 0.9996 at 0.9; the implied
-    threshold is ``(1/14)**(1/8)`` = 0.72. :func:`assay.steps.lsh.choose_bands` picks
+    threshold is ``(1/14)**(1/8)`` = 0.72. :func:`assay.steps.dedup.lsh.choose_bands` picks
     bands and rows for another threshold and false-positive/negative weights.
 
     Shingles: the text is case-folded and stripped of accents, digit runs become ``0``,

@@ -9,7 +9,9 @@ import numpy as np
 import pyarrow as pa
 
 from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
-from assay.steps.text import TERMINAL_PUNCTUATION, WORDS, find_duplicates
+from assay.text.lines import find_duplicates
+from assay.text.spacy_words import WORDS
+from assay.text.tables import TERMINAL_PUNCTUATION
 
 
 class FineWebQualityParams(StepParams):

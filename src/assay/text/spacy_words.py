@@ -1,10 +1,6 @@
-"""Text utilities shared by the quality rule sets (Gopher, C4, FineWeb).
-
-* the published constant tables: datatrove's punctuation sets, Gopher's stop words and the
-  sentence-final characters of spaCy's sentencizer;
-* :class:`WordSplitter`, a fast re-implementation of the word tokenizer the reference
-  implementation (datatrove) uses for English: spaCy's blank ``"en"`` tokenizer;
-* line helpers (duplicate counting) used by more than one rule set.
+"""Words as the reference quality filters count them: :class:`WordSplitter`, a fast
+re-implementation of the word tokenizer datatrove uses for English, spaCy's blank ``"en"``
+tokenizer, with the per-word attributes the rule sets need.
 
 The splitter follows spaCy's algorithm (spaCy 3.8, ``tokenizer.pyx``): split on whitespace,
 then for each chunk peel prefixes and suffixes, apply the tokenizer exceptions ("don't" ->
@@ -25,40 +21,8 @@ from itertools import chain, pairwise, repeat
 
 import numpy as np
 
-# --------------------------------------------------------------------------------------
-# Published constant tables
-# --------------------------------------------------------------------------------------
-
-# datatrove.utils.text.PUNCTUATION: ASCII and CJK punctuation plus the C0/C1 control
-# characters except tab and newline (0-8, 11-31 and 127-159).
-PUNCTUATION: str = (
-    "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
-    + "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
-)
-
-# Sentence-final punctuation of spaCy's sentencizer (``Sentencizer.default_punct_chars``).
-SENTENCE_PUNCTUATION: frozenset[str] = frozenset(
-    "!.?։؟۔܀܁܂߹।॥၊။።፧፨᙮᜵᜶᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？"
-    "𐩖𐩗𑁇𑁈𑂾𑂿𑃀𑃁𑅁𑅂𑅃𑇅𑇆𑇍𑇞𑇟𑈸𑈹𑈻𑈼𑊩𑑋𑑌𑗂𑗃𑗉𑗊𑗋𑗌𑗍𑗎𑗏𑗐𑗑𑗒𑗓𑗔𑗕𑗖𑗗𑙁𑙂𑜼𑜽𑜾𑩂𑩃𑪛𑪜𑱁𑱂𖩮𖩯𖫵𖬷𖬸𖭄𛲟𝪈｡。"
-)
-
-# datatrove.utils.text.TERMINAL_PUNCTUATION: the sentencizer's characters plus a few more
-# (Samaritan, Khmer, Arabic, Sogdian, Old Uyghur, Dives Akuru, Makasar, Kawi, Medefaidrin,
-# Balinese and two medieval marks).
-TERMINAL_PUNCTUATION: frozenset[str] = SENTENCE_PUNCTUATION | frozenset(
-    "\u0837\u0839\u083d\u083e\u061d\u061e\u17d4\u17d5\u17d6\u17d9\u17da\u1b7d\u1b7e"
-    "\u2e53\u2e54\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87"
-    "\U00010f88\U00010f89\U00011944\U00011946\U00011ef7\U00011ef8\U00011f43\U00011f44"
-    "\U00016e98"
-)
-
-# datatrove.utils.text.PUNCTUATION_SET: a word made only of these is a "symbol" word.
-PUNCTUATION_SET: frozenset[str] = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
-
-# Rae et al. 2021, Gopher/MassiveText quality filter: a document must contain at least
-# two of these English words.
-GOPHER_STOP_WORDS: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
-
+from assay.text.ngram_hashes import PRIMES, power_table
+from assay.text.tables import PUNCTUATION_SET, SENTENCE_PUNCTUATION
 
 # --------------------------------------------------------------------------------------
 # spaCy's English tokenizer rules
@@ -552,13 +516,6 @@ def _is_punct(token: str) -> bool:
 # The memoising word splitter
 # --------------------------------------------------------------------------------------
 
-# Two primes below 2**31 for polynomial string hashing (products of two residues fit in
-# 62 bits, so numpy int64 arithmetic stays exact). The base of each is 2**32 mod p, so the
-# hash of a word is its UTF-32 code read as one integer, mod p (see ``_word_attributes``).
-_P = (1610612741, 1879048201)
-_B = tuple(pow(2, 32, p) for p in _P)
-
-
 class _IntArray:
     """A growable int64 array (capacity doubles), for the chunk memo."""
 
@@ -792,8 +749,8 @@ def _word_attributes(words: list[str]) -> np.ndarray:
     out[1] = np.logical_and.reduceat(_PUNCTUATION_TABLE[chars], starts)
     out[2] = [w.isalpha() or any(map(str.isalpha, w)) for w in words]
     values = chars.astype(np.int64) + 1
-    for k, p in enumerate(_P):
-        power = _power_table(k, int(lengths.max()) + 1)
+    for k, p in enumerate(PRIMES):
+        power = power_table(k, int(lengths.max()) + 1)
         h = np.add.reduceat(values * power[position] % p, starts) % p
         out[3 + k] = h
         out[5 + k] = (h + 33 * power[lengths]) % p
@@ -823,130 +780,3 @@ def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
 
 # One splitter per process, shared by every step (the memo is what makes it fast).
 WORDS = WordSplitter()
-
-
-# --------------------------------------------------------------------------------------
-# Polynomial hashes of word n-grams
-# --------------------------------------------------------------------------------------
-
-_powers: list[np.ndarray] = [np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64)]
-
-
-def _power_table(k: int, size: int) -> np.ndarray:
-    """``B_k ** i mod P_k`` for i < size (grown by doubling and kept)."""
-    table = _powers[k]
-    if len(table) < size:
-        p, b = _P[k], _B[k]
-        n = max(size, 2 * len(table), 4096)
-        block = 1024
-        base = np.empty(block, dtype=np.int64)
-        value = 1
-        for i in range(block):
-            base[i] = value
-            value = value * b % p
-        step = value  # b ** block
-        blocks = []
-        factor = 1
-        for _ in range(-(-n // block)):
-            blocks.append(base * factor % p)
-            factor = factor * step % p
-        table = np.concatenate(blocks)[:n]
-        _powers[k] = table
-    return table
-
-
-class NgramHashes:
-    """Hash keys of the word n-grams of a batch of documents, for any n.
-
-    The documents' words are laid end to end ("positions" below are indices into that
-    concatenation); an n-gram is identified by the position of its first word and only
-    n-grams that lie inside one document exist. ``spaced=True`` hashes ``" ".join(ngram)``
-    and ``spaced=False`` hashes ``"".join(ngram)`` (datatrove uses both), so two n-grams of
-    one document get the same key exactly when those strings are equal, up to a ~2**-62
-    chance of collision (two 31-bit polynomial hashes). Keys of different documents are not
-    comparable. Character positions count from the start of each document, so the hash of
-    any window is a difference of prefix sums.
-    """
-
-    def __init__(
-        self, docs: Sequence[np.ndarray], attrs: dict[str, np.ndarray], spaced: bool
-    ) -> None:
-        sizes = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        ids = np.concatenate(docs) if len(docs) else np.empty(0, dtype=np.int64)
-        self.spaced = spaced
-        self.n_docs = len(docs)
-        self.n_words = len(ids)
-        # doc_starts[d]: position of the first word of document d (and the total, last).
-        self.doc_starts = np.zeros(len(docs) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=self.doc_starts[1:])
-        self.doc_of = np.repeat(np.arange(len(docs)), sizes)  # document of each position
-        self._doc_end = np.repeat(self.doc_starts[1:], sizes)  # its end position
-        unit_len = attrs["length"][ids] + 1 if spaced else attrs["length"][ids]
-        # Character offset of each word from the start of the batch (windows are differences).
-        self.offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(unit_len, out=self.offsets[1:])
-        doc_chars = self.offsets[self.doc_starts]
-        start = self.offsets[:-1] - np.repeat(doc_chars[:-1], sizes)  # from its document's start
-        to_end = np.repeat(np.diff(doc_chars), sizes) - start  # to its document's end
-        name = "hs" if spaced else "h"
-        prefix = np.zeros((2, len(ids) + 1), dtype=np.int64)
-        align = np.empty((2, len(ids)), dtype=np.int64)
-        size = int(to_end.max()) + 1 if len(ids) else 1
-        for k, p in enumerate(_P):
-            power = _power_table(k, size)
-            np.cumsum(attrs[f"{name}{k + 1}"][ids] * power[start] % p, out=prefix[k, 1:])
-            # Multiplying a window by B**(chars to the document's end) moves every window
-            # of a document to the same origin, the document's end.
-            align[k] = power[to_end]
-        self._prefix = prefix % self._p
-        self._align = align
-
-    _p = np.array(_P, dtype=np.int64)[:, None]
-
-    def keys(self, n: int, starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(starts, keys)``: the positions of the n-grams (ascending) and their keys.
-
-        ``starts`` picks some n-grams (positions of n-grams, ascending); by default, all.
-        """
-        if starts is not None:
-            p0, p1 = _P
-            a0 = (self._prefix[0, starts + n] - self._prefix[0, starts] + p0) * self._align[0, starts]
-            a1 = (self._prefix[1, starts + n] - self._prefix[1, starts] + p1) * self._align[1, starts]
-            return starts, a0 % p0 * p1 + a1 % p1
-        m = self.n_words - n + 1
-        if m <= 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        # Windows that run past the end of their document are computed, then dropped
-        # (slices and one mask are faster than gathering the valid ones).
-        inside = self._doc_end[:m] - np.arange(m) >= n
-        # (window + p) < 2**32 and the factor < 2**31, so the product fits in int64.
-        aligned = (self._prefix[:, n:] - self._prefix[:, :m] + self._p) * self._align[:, :m]
-        aligned %= self._p
-        keys = aligned[0] * _P[1] + aligned[1]
-        return np.flatnonzero(inside), keys[inside]
-
-    def starts(self, n: int) -> np.ndarray:
-        """Positions of all n-grams (ascending)."""
-        m = max(self.n_words - n + 1, 0)
-        return np.flatnonzero(self._doc_end[:m] - np.arange(m) >= n)
-
-    def lengths(self, starts: np.ndarray, n: int) -> np.ndarray:
-        """Characters of the n-grams at ``starts`` (their words joined as hashed)."""
-        chars = self.offsets[starts + n] - self.offsets[starts]
-        return chars - 1 if self.spaced else chars
-
-
-# --------------------------------------------------------------------------------------
-# Lines
-# --------------------------------------------------------------------------------------
-
-
-def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
-    """(number of items seen before, total characters of those items), in order.
-
-    datatrove's ``find_duplicates``, shared by the Gopher repetition and FineWeb rules.
-    Every occurrence of an item but its first is a duplicate, so both are totals over all
-    items minus totals over the distinct ones.
-    """
-    distinct = set(items)
-    return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))

@@ -1,8 +1,6 @@
-"""The Gopher rule sets: repetition and quality (Rae et al. 2021, MassiveText).
-
-Both follow datatrove 0.10.1 (``GopherRepetitionFilter``, ``GopherQualityFilter``), the
-reference implementation whose decisions these steps reproduce; where datatrove departs from
-the paper the class docstring says so.
+"""Gopher's repetition filter (Rae et al. 2021, MassiveText), as datatrove 0.10.1's
+``GopherRepetitionFilter`` computes it: the reference implementation whose decisions this
+step reproduces; where datatrove departs from the paper the class docstring says so.
 """
 
 from __future__ import annotations
@@ -15,8 +13,10 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
-from assay.steps.text import GOPHER_STOP_WORDS, WORDS, NgramHashes, find_duplicates
+from assay.steps.base import DocumentStep, StepOutput, StepParams, above, decide_set_rules, register
+from assay.text.lines import find_duplicates
+from assay.text.ngram_hashes import NgramHashes
+from assay.text.spacy_words import WORDS
 
 TOP_NGRAMS: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAMS: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
@@ -26,22 +26,6 @@ DUP_NGRAMS: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
 _PARAGRAPHS = re.compile(r"\n\n+")
 
 
-def _above(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
-    return None if threshold is None else values > threshold
-
-
-def _below(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
-    return None if threshold is None else values < threshold
-
-
-def _decide(rules: list[tuple[str, np.ndarray | None]], n_rows: int) -> np.ndarray:
-    """``first_failing_rule`` over the rules whose threshold is set (mask not None)."""
-    return first_failing_rule([(r, m) for r, m in rules if m is not None], n_rows)
-
-
-# --------------------------------------------------------------------------------------
-# Repetition
-# --------------------------------------------------------------------------------------
 
 # The n-gram counts work on a whole batch of documents at once (per-document numpy calls
 # would cost more than the arithmetic on documents of a few hundred words): the words of
@@ -429,164 +413,17 @@ class GopherRepetition(DocumentStep):
         n_rows = len(signals["n_chars"])
         rules: list[tuple[str, np.ndarray | None]] = [("empty", signals["n_chars"] == 0)]
         rules += [
-            ("dup_para_frac", _above(signals["dup_para_frac"], p.dup_para_frac)),
-            ("dup_para_char_frac", _above(signals["dup_para_char_frac"], p.dup_para_char_frac)),
-            ("dup_line_frac", _above(signals["dup_line_frac"], p.dup_line_frac)),
-            ("dup_line_char_frac", _above(signals["dup_line_char_frac"], p.dup_line_char_frac)),
+            ("dup_para_frac", above(signals["dup_para_frac"], p.dup_para_frac)),
+            ("dup_para_char_frac", above(signals["dup_para_char_frac"], p.dup_para_char_frac)),
+            ("dup_line_frac", above(signals["dup_line_frac"], p.dup_line_frac)),
+            ("dup_line_char_frac", above(signals["dup_line_char_frac"], p.dup_line_char_frac)),
         ]
         for k in TOP_NGRAMS:
             threshold = getattr(p, f"top_{k}_gram_frac")
-            rules.append((f"top_{k}_gram", _above(signals[f"top_{k}_gram_frac"], threshold)))
+            rules.append((f"top_{k}_gram", above(signals[f"top_{k}_gram_frac"], threshold)))
         for k in DUP_NGRAMS:
             threshold = getattr(p, f"dup_{k}_gram_frac")
             rules.append(
-                (f"duplicated_{k}_n_grams", _above(signals[f"dup_{k}_gram_frac"], threshold))
+                (f"duplicated_{k}_n_grams", above(signals[f"dup_{k}_gram_frac"], threshold))
             )
-        return _decide(rules, n_rows)
-
-
-# --------------------------------------------------------------------------------------
-# Quality
-# --------------------------------------------------------------------------------------
-
-
-class GopherQualityParams(StepParams):
-    """Thresholds of the Gopher quality filter (Rae et al. 2021, A.1.1); None disables."""
-
-    min_doc_words: int | None = 50
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    # Applies to the hash ratio and to the ellipsis ratio alike.
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    # datatrove calls this max_non_alpha_words_ratio; it is a minimum of alphabetic words.
-    min_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
-    # Changing the word list changes the n_stop_words signal (it needs recomputing).
-    stop_words: tuple[str, ...] = GOPHER_STOP_WORDS
-
-
-@register
-class GopherQuality(DocumentStep):
-    """Gopher quality filter: word count and length, symbols, bullets, stop words.
-
-    Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training
-    Gopher", Appendix A.1.1 ("quality filtering"). Signals, with words as datatrove counts
-    them (spaCy English tokens; "symbol" words consist only of punctuation characters):
-
-    * ``n_words``: all words; ``n_non_symbol_words``: words with a non-punctuation
-      character; ``mean_word_length``: mean length of the latter (NaN if none).
-    * ``hash_word_ratio``, ``ellipsis_word_ratio``: occurrences of ``#`` and of ``...`` or
-      ``…`` in the text, over ``n_words`` (0 for a text without words).
-    * ``bullet_lines_ratio``: lines (``str.splitlines``) starting with ``•`` or ``-`` after
-      leading whitespace; ``end_ellipsis_lines_ratio``: lines ending with ``...`` or ``…``.
-    * ``alpha_words_ratio``: words containing a letter, over ``n_words``.
-    * ``n_stop_words``: how many of the stop words (the, be, to, of, and, that, have,
-      with; case-sensitive) occur as words.
-
-    Default thresholds, from the paper: 50 to 100,000 words; mean word length 3 to 10;
-    symbol-to-word ratio at most 0.1 for ``#`` and for ellipses; at most 90% of lines
-    starting with a bullet and 30% ending with an ellipsis; at least 80% of words with an
-    alphabetic character; at least 2 stop words.
-
-    Reasons, in datatrove's order: ``gopher_short_doc``, ``gopher_long_doc``,
-    ``gopher_below_avg_threshold``, ``gopher_above_avg_threshold``,
-    ``gopher_too_many_hashes``, ``gopher_too_many_ellipsis``, ``gopher_too_many_bullets``,
-    ``gopher_too_many_end_ellipsis``, ``gopher_below_alpha_threshold``,
-    ``gopher_enough_stop_words``.
-
-    Follows datatrove 0.10.1 where it departs from the paper: the word-count bounds count
-    non-symbol words only, while the symbol and alphabetic ratios divide by all words
-    (punctuation tokens included); "bullet" means ``•`` or ``-`` only; stop words must
-    match exactly (``The`` does not count). An empty text is a short document. A threshold
-    of 0 is a real threshold here (datatrove treats 0 as "off").
-    """
-
-    name: ClassVar[str] = "gopher_quality"
-    kind: ClassVar = "filter"
-    Params: ClassVar[type[StepParams]] = GopherQualityParams
-    signal_types: ClassVar[Mapping[str, pa.DataType]] = {
-        "n_words": pa.int64(),
-        "n_non_symbol_words": pa.int64(),
-        "mean_word_length": pa.float64(),
-        "hash_word_ratio": pa.float64(),
-        "ellipsis_word_ratio": pa.float64(),
-        "bullet_lines_ratio": pa.float64(),
-        "end_ellipsis_lines_ratio": pa.float64(),
-        "alpha_words_ratio": pa.float64(),
-        "n_stop_words": pa.int64(),
-    }
-
-    def compute(self, texts: list[str]) -> StepOutput:
-        p = self.params
-        assert isinstance(p, GopherQualityParams)
-        WORDS.maybe_trim()
-        n_docs = len(texts)
-        out = {name: np.zeros(n_docs, dtype=dtype.to_pandas_dtype())
-               for name, dtype in self.signal_types.items()}  # fmt: skip
-        # Word counts: the whole batch at once, summed per document (bincount sums of
-        # integers stay exact in float64, so the ratios are those of per-document sums).
-        docs = WORDS.batch_word_ids(texts)
-        attrs = WORDS.attributes()
-        n_words = np.fromiter(map(len, docs), dtype=np.int64, count=n_docs)
-        ids = np.concatenate(docs) if n_docs else np.empty(0, dtype=np.int64)
-        doc_of = np.repeat(np.arange(n_docs), n_words)
-
-        def per_doc(values: np.ndarray) -> np.ndarray:
-            return np.bincount(doc_of, weights=values, minlength=n_docs)
-
-        non_symbol = attrs["symbol"][ids] == 0
-        n_non_symbol = per_doc(non_symbol).astype(np.int64)
-        out["n_words"][:] = n_words
-        out["n_non_symbol_words"][:] = n_non_symbol
-        with np.errstate(invalid="ignore"):  # 0 / 0: NaN for a text without such words
-            out["mean_word_length"][:] = per_doc(attrs["length"][ids] * non_symbol) / n_non_symbol
-        alpha = per_doc(attrs["alpha"][ids])
-        has_words = n_words > 0
-        out["alpha_words_ratio"][has_words] = alpha[has_words] / n_words[has_words]
-        for i, text in enumerate(texts):
-            if n_words[i]:
-                out["hash_word_ratio"][i] = text.count("#") / n_words[i]
-                out["ellipsis_word_ratio"][i] = (text.count("...") + text.count("…")) / n_words[i]
-            lines = text.splitlines()
-            if lines:
-                bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
-                ellipses = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
-                out["bullet_lines_ratio"][i] = bullets / len(lines)
-                out["end_ellipsis_lines_ratio"][i] = ellipses / len(lines)
-        # Distinct stop words per document: distinct (document, word) pairs among them.
-        stop_words = dict.fromkeys(p.stop_words)
-        stop_ids = [w for w in map(WORDS.known_id, stop_words) if w is not None]
-        if stop_ids:
-            hit = np.isin(ids, stop_ids)
-            pairs = np.unique(doc_of[hit] * len(attrs["length"]) + ids[hit])
-            out["n_stop_words"][:] = np.bincount(pairs // len(attrs["length"]), minlength=n_docs)
-        return StepOutput(signals=out)  # type: ignore[arg-type]
-
-    def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
-        p = self.params
-        assert isinstance(p, GopherQualityParams)
-        words = signals["n_non_symbol_words"]
-        mean = signals["mean_word_length"]
-        return _decide(
-            [
-                ("gopher_short_doc", _below(words, p.min_doc_words)),
-                ("gopher_long_doc", _above(words, p.max_doc_words)),
-                ("gopher_below_avg_threshold", _below(mean, p.min_avg_word_length)),
-                ("gopher_above_avg_threshold", _above(mean, p.max_avg_word_length)),
-                ("gopher_too_many_hashes", _above(signals["hash_word_ratio"],
-                                                  p.max_symbol_word_ratio)),
-                ("gopher_too_many_ellipsis", _above(signals["ellipsis_word_ratio"],
-                                                    p.max_symbol_word_ratio)),
-                ("gopher_too_many_bullets", _above(signals["bullet_lines_ratio"],
-                                                   p.max_bullet_lines_ratio)),
-                ("gopher_too_many_end_ellipsis", _above(signals["end_ellipsis_lines_ratio"],
-                                                        p.max_ellipsis_lines_ratio)),
-                ("gopher_below_alpha_threshold", _below(signals["alpha_words_ratio"],
-                                                        p.min_alpha_words_ratio)),
-                ("gopher_enough_stop_words", _below(signals["n_stop_words"], p.min_stop_words)),
-            ],
-            len(words),
-        )  # fmt: skip
+        return decide_set_rules(rules, n_rows)

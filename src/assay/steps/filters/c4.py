@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
-from assay.steps.text import WORDS
+from assay.text.spacy_words import WORDS
 
 # Wikipedia-style citation marks, removed from lines: [1], [], [edit], [citation needed].
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")

@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.documents import ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, StepError, StepParams, register
-from assay.steps.shingles import mix64, run_hashes, word_hash_reference
+from assay.text.hashing import mix64, run_hashes, word_hash_reference
 
 CONTAMINATED = "contaminated"
 TOO_MANY_PIECES = "contaminated_too_many_pieces"
