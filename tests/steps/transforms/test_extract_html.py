@@ -17,7 +17,7 @@ from assay.io.readers import FieldMap, decode_chunk, plan_chunks, resolve_inputs
 from assay.steps.base import step_class
 from assay.steps.transforms.extract_html import ExtractHtml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_WARC = ROOT / "data" / "sample" / "sample_html.warc.gz"
 
 ARTICLE = (

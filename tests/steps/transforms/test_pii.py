@@ -23,7 +23,7 @@ from assay.documents import CORE_SCHEMA, REASON
 from assay.steps.base import step_class
 from assay.steps.transforms.pii import DEFAULT_PLACEHOLDERS, PII_TYPES, Pii
 
-PLANTED = Path(__file__).resolve().parents[1] / "fixtures" / "pii" / "planted.jsonl"
+PLANTED = Path(__file__).resolve().parents[2] / "fixtures" / "pii" / "planted.jsonl"
 DOCS = [json.loads(line) for line in PLANTED.read_text(encoding="utf-8").splitlines()]
 STEP = Pii()  # one instance: phonenumbers' metadata is loaded once
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from assay.steps.base import step_class
 from assay.steps.filters.language import LID176_LANGUAGES, UNDETERMINED, LanguageFilter
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "langid_udhr.jsonl"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "langid_udhr.jsonl"
 
 ENGLISH = "The committee will publish its findings on the new railway line next spring."
 RUSSIAN = "Комитет опубликует свои выводы о новой железной дороге следующей весной."

@@ -37,7 +37,7 @@ from assay.steps.decontaminate.step import (
     word_table,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
 FIXTURES = ROOT / "tests" / "fixtures" / "benchmarks"
 

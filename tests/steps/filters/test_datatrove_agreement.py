@@ -27,7 +27,7 @@ from datatrove.pipeline.filters import (  # noqa: E402
     GopherRepetitionFilter,
 )
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "agreement_docs.jsonl"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "agreement_docs.jsonl"
 REFERENCE = {
     "gopher_repetition": GopherRepetitionFilter,
     "gopher_quality": GopherQualityFilter,
