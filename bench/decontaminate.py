@@ -146,7 +146,7 @@ def assay_job(corpus: str, out: str, workers: int, mode: str, specs: list[dict])
 
 def edit(text: str) -> str:
     """A word replaced every 20 words, some case and punctuation changed."""
-    from assay.steps.decontaminate.step import normalized_words
+    from assay.text.decon_words import normalized_words
 
     parts = re.split(r"(\s+)", text)
     words = [i for i in range(0, len(parts), 2) if normalized_words(parts[i])]
@@ -177,7 +177,7 @@ def verbatim(name: str, r: dict) -> str:
 def plans(per_kind: int, seed: int) -> list[tuple[str, str, str, str]]:
     """(kind, benchmark, item, text) to plant: up to ``per_kind`` items per benchmark and
     kind, drawn at random among the items each kind applies to."""
-    from assay.steps.decontaminate.step import normalized_words
+    from assay.text.decon_words import normalized_words
 
     rng = random.Random(seed)
     out = []

@@ -20,22 +20,16 @@ from assay import Pipeline
 from assay.pipeline import run_recipe
 from assay.recipe import RecipeError, load_recipe
 from assay.steps import step_class
+from assay.steps.decontaminate.benchmarks import BenchmarkSpec, build_index, read_benchmark
+from assay.steps.decontaminate.cut import collision_spans, cut_text
 from assay.steps.decontaminate.step import (
     CONTAMINATED,
     NOTHING_LEFT,
     TOO_MANY_PIECES,
-    BenchmarkSpec,
     Decontaminate,
     DecontaminateParams,
-    build_index,
-    collision_spans,
-    cut_text,
-    ngram_hashes,
-    normalized_words,
-    read_benchmark,
-    word_hash,
-    word_table,
 )
+from assay.text.decon_words import ngram_hashes, normalized_words, word_hash, word_table
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
