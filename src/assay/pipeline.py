@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from assay.engine.driver import run_pipeline
 from assay.engine.layout import Layout
-from assay.engine.local import Notice, Progress, RunResult, RunSettings, run_pipeline
-from assay.io.readers import FieldMap
+from assay.engine.settings import Notice, Progress, RunResult, RunSettings
+from assay.io.chunks import FieldMap
 from assay.recipe import ExecutorSpec, InputSpec, OutputSpec, Recipe
 from assay.steps import Step
 

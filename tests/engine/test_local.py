@@ -20,7 +20,7 @@ from steps_for_tests import MinChars, StripDigits
 
 from assay import Pipeline, parse_recipe, run_recipe
 from assay.engine import RunError
-from assay.engine.local import StrictInputError
+from assay.engine.worker import StrictInputError
 from assay.recipe import OutputSpec
 from assay.steps.dedup.exact import ExactDedup
 

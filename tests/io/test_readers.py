@@ -13,13 +13,9 @@ import pytest
 import zstandard
 
 from assay.documents import CORE_SCHEMA
-from assay.io.readers import (
-    FieldMap,
-    InputError,
-    decode_chunk,
-    plan_chunks,
-    resolve_inputs,
-)
+from assay.io.chunks import FieldMap
+from assay.io.files import InputError, resolve_inputs
+from assay.io.readers import decode_chunk, plan_chunks
 
 DOCS = [{"id": f"d{i}", "text": f"document number {i}", "lang": "en"} for i in range(10)]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assay.io.readers import FieldMap, decode_chunk, plan_chunks, resolve_inputs
+from assay.io.chunks import FieldMap
+from assay.io.files import resolve_inputs
+from assay.io.readers import decode_chunk, plan_chunks
 from assay.io.web import dechunk, decode_html, parse_content_type, parse_http_response
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import platform
 import time
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from assay.engine.settings import RunSettings
 from assay.engine.stats import ReadStats, StepStats
-
-if TYPE_CHECKING:
-    from assay.engine.local import RunSettings
 
 # Distributions whose versions can change results; recorded in every manifest.
 _TRACKED = (

@@ -30,35 +30,18 @@ import codecs
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fsspec
 import orjson
 import pyarrow as pa
 
 from assay.documents import CORE_SCHEMA, ID, METADATA, SOURCE, TEXT, URL
-
-if TYPE_CHECKING:
-    from assay.io.readers import FieldMap, InputFile, QuarantineRecord, RawChunk
+from assay.io.chunks import FieldMap, QuarantineRecord, RawChunk, WebRecord
+from assay.io.files import InputError, InputFile, file_stem, read_decoded
 
 HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _SNIFF_BYTES = 4096
-
-
-@dataclass
-class WebRecord:
-    """One WARC record or HTML file as cut by the driver, before decoding."""
-
-    file: str  # URL of the file it came from
-    offset: int  # byte offset of the record in the (compressed) file
-    kind: str  # "response" | "conversion" | "file"
-    record_id: str | None
-    target_uri: str | None
-    date: str | None
-    block: bytes  # record block (HTTP head + payload for responses) or file content
-    truncated: bool = False
-    error: str | None = None  # set when the file broke here: the record is quarantined
 
 
 class Undecodable(ValueError):
@@ -70,8 +53,6 @@ class Undecodable(ValueError):
 
 def warc_chunks(file_index: int, f: InputFile, chunk_bytes: int) -> Iterator[RawChunk]:
     """Cut a WARC or WET file into chunks of about ``chunk_bytes`` of record blocks."""
-    from assay.io.readers import InputError, RawChunk
-
     try:
         from fastwarc.warc import ArchiveIterator, WarcRecordType
     except ImportError:
@@ -120,8 +101,6 @@ def html_file_chunks(
     files: list[tuple[int, InputFile]], chunk_bytes: int
 ) -> Iterator[RawChunk]:
     """Group consecutive HTML files into chunks of about ``chunk_bytes``; one record per file."""
-    from assay.io.readers import RawChunk, read_decoded
-
     records: list[WebRecord] = []
     first: tuple[int, InputFile] | None = None
     size = 0
@@ -158,8 +137,6 @@ def decode_web_records(
     chunk: RawChunk, fields: FieldMap
 ) -> tuple[pa.Table, list[QuarantineRecord]]:
     """Decode the records of a web chunk into a core-schema table (and quarantine)."""
-    from assay.io.readers import QuarantineRecord, file_stem
-
     quarantined = list(chunk.quarantined)
     columns: dict[str, list[Any]] = {c: [] for c in CORE_SCHEMA.names}
     for record in chunk.records or ():

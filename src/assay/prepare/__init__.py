@@ -3,7 +3,8 @@ repetition limits, concat-and-chunk and Dataset Decomposition packing (``assay p
 
 from assay.prepare.mixture import BudgetError, effective_data
 from assay.prepare.recipe import PrepareRecipe, load_prepare_recipe, parse_prepare_recipe
-from assay.prepare.run import PrepareError, PrepareResult, prepare
+from assay.prepare.run import PrepareResult, prepare
+from assay.prepare.sources import PrepareError
 from assay.prepare.tokenizer import Encoder, TokenizerError, load_encoder, train_encoder
 
 __all__ = [

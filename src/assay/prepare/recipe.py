@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assay.prepare.layout import HELDOUT
 from assay.prepare.mixture import DEFAULT_MAX_EPOCHS
 from assay.prepare.tokenizer import DEFAULT_EOS, MAX_VOCAB, Engine
-from assay.recipe import RecipeError, _line, _load_yaml, _located
+from assay.specfile import RecipeError, line_of, load_yaml, located_error
 from assay.steps.base import Seed
 
 
@@ -171,7 +171,7 @@ def load_prepare_recipe(path: str | Path) -> PrepareRecipe:
 
 def parse_prepare_recipe(text: str, *, source: str = "<string>") -> PrepareRecipe:
     """Validate prepare-recipe YAML ``text``."""
-    data, lines = _load_yaml(text, source)
+    data, lines = load_yaml(text, source)
     if not isinstance(data, dict):
         raise RecipeError(source, 1, "a prepare recipe is a mapping with keys name, output, tokenizer, "
                                      "and input or mixture")
@@ -184,11 +184,11 @@ def parse_prepare_recipe(text: str, *, source: str = "<string>") -> PrepareRecip
     for i, phase in enumerate(mixture.phases):
         for name in phase.weights or {}:
             if name not in mixture.sources:
-                raise RecipeError(source, _line(lines, ("mixture", "phases", i, "weights", name)),
+                raise RecipeError(source, line_of(lines, ("mixture", "phases", i, "weights", name)),
                                   f"phase {phase.name!r} weights unknown source {name!r}; sources: "
                                   f"{', '.join(mixture.sources)}")
         if phase.name == HELDOUT and recipe.heldout.fraction > 0:
-            raise RecipeError(source, _line(lines, ("mixture", "phases", i, "name")),
+            raise RecipeError(source, line_of(lines, ("mixture", "phases", i, "name")),
                               f"phase name {HELDOUT!r} is the held-out split's; rename the phase")
     return recipe
 
@@ -201,5 +201,6 @@ def _located_error(exc: ValidationError, source: str, lines: dict[Any, int]) -> 
     if err["type"] == "value_error":
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "recipe"
-        return RecipeError(source, _line(lines, loc), f"{field}: {err['msg'].removeprefix('Value error, ')}")
-    return _located(exc, source, lines, (), PrepareRecipe)
+        message = err["msg"].removeprefix("Value error, ")
+        return RecipeError(source, line_of(lines, loc), f"{field}: {message}")
+    return located_error(exc, source, lines, (), PrepareRecipe)

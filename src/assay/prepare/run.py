@@ -9,28 +9,19 @@ with :mod:`assay.prepare.mixture`, and writes the shards described in
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import xxhash
 
-from assay.documents import ID, SOURCE, TEXT
+from assay.documents import SOURCE
 from assay.engine.manifest import dependency_versions
-from assay.errors import AssayError
 from assay.io.ownership import claim_folder
-from assay.io.readers import FieldMap, InputError, decode_chunk, plan_chunks, resolve_inputs
 from assay.prepare import layout
 from assay.prepare.mixture import (
     BudgetError,
@@ -41,38 +32,25 @@ from assay.prepare.mixture import (
     check_repetition,
     draw_documents,
     effective_data,
-    heldout_documents,
     plan_targets,
     repeated_token_value,
 )
-from assay.prepare.packing import REST, Pieces, decompose, gather, windows
 from assay.prepare.recipe import HeldoutSpec, MixtureSpec, PrepareRecipe
-from assay.prepare.shards import TokenFile, TokenWriter
+from assay.prepare.shards import TokenFile
+from assay.prepare.sources import (
+    Log,
+    PrepareError,
+    SourceDocs,
+    load_sources,
+    seed_of,
+    split_heldout,
+    training_sample,
+)
 from assay.prepare.tokenizer import Encoder, load_encoder, train_encoder
+from assay.prepare.writing import column_objects, phase_order, tokenize_sources, write_heldout, write_split
 
 FORMAT_VERSION = 1
 CHECK_BYTES = 1 << 18  # text on which tiktoken's ids are checked against tokenizers'
-BATCH_BYTES = 64 << 20  # text tokenized per batch
-GATHER_TOKENS = 1 << 24  # tokens gathered per block when writing shards
-Log = Callable[[str], None]
-
-
-class PrepareError(AssayError, ValueError):
-    """A problem with the inputs or the output of ``assay prepare``, found before the work."""
-
-
-@dataclass
-class SourceDocs:
-    """The documents of one mixture source, in the order of its curated output."""
-
-    name: str
-    spec_path: str
-    files: list[str]
-    table: pa.Table  # id, text, source
-
-    @cached_property
-    def n_bytes(self) -> np.ndarray:
-        return pc.binary_length(self.table.column(TEXT)).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 @dataclass
@@ -82,114 +60,6 @@ class PrepareResult:
     output: Path
     manifest: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-
-def read_curated(path: str) -> tuple[list[str], pa.Table]:
-    """The kept documents (id, text, source) of a curated output folder, or of data files."""
-    root = Path(path)
-    if root.is_dir():
-        data = root / "data" if (root / "data").is_dir() else root
-        patterns = [str(data / "*.parquet"), str(data / "*.jsonl*")]
-        found = [p for p in patterns if list(Path(data).glob(Path(p).name))]
-        if not found:
-            raise PrepareError(f"{path}: no *.parquet or *.jsonl* files in {data}; is it an assay output?")
-        files = resolve_inputs(found)
-    else:
-        try:
-            files = resolve_inputs(path)
-        except InputError as exc:
-            raise PrepareError(str(exc)) from None
-    tables = []
-    for f in files:
-        if f.format == "parquet" and f.compression is None:
-            t = pq.read_table(f.url, columns=[ID, TEXT, SOURCE])
-        else:
-            parts = []
-            for chunk in plan_chunks([f], 64 << 20):
-                table, bad = decode_chunk(chunk, FieldMap())
-                if bad:
-                    raise PrepareError(f"{bad[0].file}:{bad[0].line}: {bad[0].error}")
-                parts.append(table.select([ID, TEXT, SOURCE]))
-            t = pa.concat_tables(parts) if parts else None
-        if t is not None:
-            tables.append(t.cast(pa.schema([(ID, pa.string()), (TEXT, pa.string()), (SOURCE, pa.string())])))
-    table = pa.concat_tables(tables).combine_chunks() if tables else None
-    if table is None or table.num_rows == 0:
-        raise PrepareError(f"{path}: no documents")
-    return [f.url for f in files], table
-
-
-def _seed(*parts: int | str) -> list[int]:
-    return [p if isinstance(p, int) else xxhash.xxh32_intdigest(p.encode()) for p in parts]
-
-
-def _rng(*parts: int | str) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(_seed(*parts))))
-
-
-def load_sources(mixture: MixtureSpec, *, skip_empty: bool, log: Log) -> tuple[list[SourceDocs], list[str]]:
-    """Read every source and check it: selected documents exist, none is empty (unless
-    skipped), and no document belongs to two sources."""
-    cache: dict[str, tuple[list[str], pa.Table]] = {}
-    sources, warnings = [], []
-    seen: dict[tuple[str, str], str] = {}
-
-    def path_key(path: str) -> str:
-        return str(Path(path).resolve()) if Path(path).exists() else path
-
-    # Only sources that read the same curated output can share a document.
-    readers = Counter(path_key(spec.path) for spec in mixture.sources.values())
-    for name, spec in mixture.sources.items():
-        key = path_key(spec.path)
-        if key not in cache:
-            cache[key] = read_curated(spec.path)
-        files, table = cache[key]
-        if spec.select is not None:
-            present = set(pc.unique(table.column(SOURCE)).to_pylist())
-            unknown = [s for s in spec.select if s not in present]
-            if unknown:
-                raise PrepareError(f"source {name!r}: select names {', '.join(map(repr, unknown))}, not in "
-                                   f"{spec.path}; its sources: {', '.join(sorted(present))}")
-            table = table.filter(pc.is_in(table.column(SOURCE), pa.array(spec.select)))
-        empty = pc.equal(pc.binary_length(table.column(TEXT)), 0)
-        n_empty = int(pc.sum(empty).as_py() or 0)
-        if n_empty:
-            ids = table.filter(empty).column(ID).to_pylist()[:5]
-            if not skip_empty:
-                raise PrepareError(f"source {name!r}: {n_empty} empty document(s) in {spec.path} (ids "
-                                   f"{', '.join(ids)}{', ...' if n_empty > 5 else ''}); remove them in "
-                                   "curation or set skip_empty: true")
-            warnings.append(f"source {name!r}: skipped {n_empty} empty document(s)")
-            table = table.filter(pc.invert(empty))
-        if table.num_rows == 0:
-            raise PrepareError(f"source {name!r}: no documents in {spec.path}")
-        for doc_id in table.column(ID).to_pylist() if readers[key] > 1 else ():
-            other = seen.setdefault((key, doc_id), name)
-            if other != name:
-                raise PrepareError(f"document {doc_id!r} of {spec.path} is in sources {other!r} and "
-                                   f"{name!r}; make their select lists disjoint")
-        sources.append(SourceDocs(name, spec.path, files, table))
-        log(f"source {name}: {table.num_rows:,} documents, {int(sources[-1].n_bytes.sum()):,} bytes")
-    return sources, warnings
-
-
-def split_heldout(sources: Sequence[SourceDocs], spec: HeldoutSpec, seed: int,
-                  log: Log) -> tuple[list[SourceDocs], list[SourceDocs]]:
-    """Take each source's held-out documents out (a seeded draw per source); return the
-    training sources and the held-out parts (one per source that gives any, same name)."""
-    train, held = [], []
-    for s in sources:
-        pick = heldout_documents(s.table.num_rows, spec.fraction, _rng(seed, "heldout", s.name),
-                                 spec.max_documents)
-        if pick.size == 0:
-            train.append(s)
-            continue
-        mask = np.zeros(s.table.num_rows, dtype=bool)
-        mask[pick] = True
-        held.append(SourceDocs(s.name, s.spec_path, s.files, s.table.filter(pa.array(mask))))
-        train.append(SourceDocs(s.name, s.spec_path, s.files, s.table.filter(pa.array(~mask))))
-        log(f"source {s.name}: {pick.size:,} document(s) held out")
-    return train, held
 
 
 def _shares(mixture: MixtureSpec, unique: dict[str, int] | None) -> list[SourceShare]:
@@ -220,19 +90,6 @@ def _check_structure(mixture: MixtureSpec) -> None:
     uses_total = any(s.weight is not None for s in shares) or all(p.weights for p in mixture.phases)
     uncounted = [name for name, s in mixture.sources.items() if s.epochs is not None]
     plan_targets(mixture.total_tokens if uses_total else None, shares, _phases(mixture), uncounted)
-
-
-def _training_sample(sources: Sequence[SourceDocs], max_bytes: float, seed: int) -> list[str]:
-    """A seeded sample of documents across all sources, at most ``max_bytes`` of text."""
-    sizes = np.concatenate([s.n_bytes for s in sources])
-    owner = np.concatenate([np.full(s.table.num_rows, i) for i, s in enumerate(sources)])
-    row = np.concatenate([np.arange(s.table.num_rows) for s in sources])
-    order = _rng(seed, "tokenizer").permutation(sizes.size)
-    keep = order[: max(int(np.searchsorted(np.cumsum(sizes[order]), max_bytes, side="right")), 1)]
-    texts = []
-    for i in sorted(keep, key=lambda k: (owner[k], row[k])):
-        texts.append(sources[owner[i]].table.column(TEXT)[int(row[i])].as_py())
-    return texts
 
 
 def prepare(recipe: PrepareRecipe, *, force: bool = False, overwrite: bool = False, dry_run: bool = False,
@@ -286,11 +143,11 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    sample = _training_sample(sources, CHECK_BYTES, recipe.seed)
+    sample = training_sample(sources, CHECK_BYTES, recipe.seed)
     if encoder is None:
         assert tok.train is not None
         say(f"training a byte-level BPE, vocabulary {tok.train.vocab_size:,} ...")
-        encoder = train_encoder(_training_sample(sources, tok.train.max_mb * 1e6, recipe.seed),
+        encoder = train_encoder(training_sample(sources, tok.train.max_mb * 1e6, recipe.seed),
                                 tok.train.vocab_size, eos=tok.eos, min_frequency=tok.train.min_frequency,
                                 engine=tok.engine)
         if encoder.vocab_size < tok.train.vocab_size:
@@ -323,8 +180,8 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
 
     clock = time.perf_counter()
     draws = [draw_documents(lengths[first_doc[i]: first_doc[i + 1]], targets[:, i],
-                            _seed(recipe.seed, s.name), mixture.tolerance) for i, s in enumerate(sources)]
-    orders = [_phase_order(recipe.seed, p, draws, first_doc) for p in range(len(phases))]
+                            seed_of(recipe.seed, s.name), mixture.tolerance) for i, s in enumerate(sources)]
+    orders = [phase_order(recipe.seed, p, draws, first_doc) for p in range(len(phases))]
     manifest = _manifest(recipe, mixture, encoder, sources, unique, targets, draws, plans, warnings,
                          first_doc, lengths)
     if held:
@@ -336,11 +193,11 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     for p, phase in enumerate(phases):
         order = orders[p]
         info = manifest["phases"][p]
-        _write_split(out, p, phase.name, order, sources, lengths, tokens_file, encoder, recipe, info)
+        write_split(out, p, phase.name, order, sources, lengths, tokens_file, encoder, recipe, info)
         say(f"phase {phase.name}: {info['tokens']:,} tokens, {info['documents']:,} documents")
     del tokens_file
     if held:
-        _write_heldout(out, manifest["heldout"], held, held_first, held_lengths, work / layout.HELDOUT,
+        write_heldout(out, manifest["heldout"], held, held_first, held_lengths, work / layout.HELDOUT,
                        encoder, recipe)
         say(f"held-out: {manifest['heldout']['tokens']:,} tokens, {manifest['heldout']['documents']:,} "
             "documents")
@@ -373,56 +230,6 @@ def _estimate_epochs(mixture: MixtureSpec, sources: Sequence[SourceDocs], encode
                               "lower its share, raise max_epochs or use --force")
 
 
-def tokenize_sources(sources: Sequence[SourceDocs], encoder: Encoder, prefix: Path,
-                     log: Log) -> tuple[np.ndarray, np.ndarray]:
-    """Tokenize every source into one work file (sources back to back, each document followed
-    by EOS); return each source's first document number (and the total) and every length."""
-    writer = TokenWriter(prefix, encoder.dtype)
-    all_lengths = []
-    first = [0]
-    for s in sources:
-        sizes = s.n_bytes
-        bounds = _batches(sizes, BATCH_BYTES)
-        texts = s.table.column(TEXT)
-        n_tokens = 0
-        for a, b in itertools.pairwise(bounds):
-            flat, lengths = encoder.encode_documents(texts.slice(a, b - a).to_pylist())
-            writer.write(flat, lengths)
-            all_lengths.append(lengths)
-            n_tokens += flat.size
-        first.append(first[-1] + s.table.num_rows)
-        log(f"source {s.name}: {n_tokens:,} tokens ({encoder.engine})")
-    writer.close()
-    return np.array(first, dtype=np.int64), np.concatenate(all_lengths)
-
-
-def _batches(sizes: np.ndarray, batch_bytes: int) -> list[int]:
-    """Document boundaries of batches of about ``batch_bytes`` of text."""
-    cum = np.cumsum(sizes)
-    cuts = np.searchsorted(cum, np.arange(batch_bytes, int(cum[-1]) + 1, batch_bytes), side="left") + 1
-    return sorted({0, *[int(c) for c in cuts if c < sizes.size], int(sizes.size)})
-
-
-@dataclass
-class PhaseOrder:
-    """The documents of one phase in training order."""
-
-    source: np.ndarray  # int32 mixture source number
-    doc: np.ndarray  # int64 document number within the source
-    epoch: np.ndarray  # int32 pass over the source
-    global_doc: np.ndarray  # int64 document number in the work file
-
-
-def _phase_order(seed: int, p: int, draws: Sequence[Sequence[Draw]], first_doc: np.ndarray) -> PhaseOrder:
-    """The drawn documents of all sources in phase ``p``, shuffled together (seeded)."""
-    source = np.concatenate([np.full(d[p].docs.size, i, dtype=np.int32) for i, d in enumerate(draws)])
-    doc = np.concatenate([d[p].docs for d in draws])
-    epoch = np.concatenate([d[p].epochs for d in draws])
-    perm = _rng(seed, "phase", p).permutation(doc.size)
-    source, doc, epoch = source[perm], doc[perm], epoch[perm]
-    return PhaseOrder(source, doc, epoch, first_doc[source] + doc)
-
-
 def _heldout_manifest(spec: HeldoutSpec, held: Sequence[SourceDocs], first: np.ndarray,
                       lengths: np.ndarray) -> dict[str, Any]:
     """The held-out split's entry of the manifest (files are added when written)."""
@@ -432,111 +239,6 @@ def _heldout_manifest(spec: HeldoutSpec, held: Sequence[SourceDocs], first: np.n
             "tokens": int(lengths.sum()), "documents": int(lengths.size),
             "bytes": sum(v["bytes"] for v in per_source.values()),
             "documents_file": str(layout.documents(None, layout.HELDOUT)), "sources": per_source}
-
-
-def _write_heldout(out: Path, info: dict[str, Any], held: Sequence[SourceDocs], first: np.ndarray,
-                   lengths: np.ndarray, work_file: Path, encoder: Encoder, recipe: PrepareRecipe) -> None:
-    """Write the held-out documents (by source, in curated order) in the packings of the phases."""
-    counts = np.diff(first)
-    order = PhaseOrder(np.repeat(np.arange(len(held), dtype=np.int32), counts),
-                       np.concatenate([np.arange(c, dtype=np.int64) for c in counts]),
-                       np.zeros(int(first[-1]), dtype=np.int32), np.arange(int(first[-1]), dtype=np.int64))
-    _write_split(out, None, layout.HELDOUT, order, held, lengths, TokenFile(work_file), encoder, recipe, info)
-
-
-def _write_split(out: Path, p: int | None, name: str, order: PhaseOrder, sources: Sequence[SourceDocs],
-                 lengths: np.ndarray, tokens_file: TokenFile, encoder: Encoder, recipe: PrepareRecipe,
-                 info: dict[str, Any]) -> None:
-    """Write one phase (or the held-out split, ``p`` None): its documents table and its
-    packings, recorded in ``info``."""
-    _write_documents(out, p, name, order, sources, lengths)
-    tokens, starts = tokens_file.tokens, tokens_file.starts
-    if recipe.packing.method in ("concat", "both"):
-        info["concat"] = _write_concat(out, p, name, order, tokens, starts, lengths, encoder, recipe)
-    if recipe.packing.method in ("decompose", "both"):
-        info["decompose"] = _write_decomposed(out, p, name, order, tokens, starts, lengths, encoder, recipe)
-
-
-def _write_documents(out: Path, p: int | None, name: str, order: PhaseOrder, sources: Sequence[SourceDocs],
-                     lengths: np.ndarray) -> None:
-    ids = np.empty(order.doc.size, dtype=object)
-    curated = np.empty(order.doc.size, dtype=object)
-    for i, s in enumerate(sources):
-        mask = order.source == i
-        ids[mask] = _objects(s.table.column(ID))[order.doc[mask]]
-        curated[mask] = _objects(s.table.column(SOURCE))[order.doc[mask]]
-    table = pa.table({
-        "position": pa.array(np.arange(order.doc.size, dtype=np.int64)),
-        "source": pa.array([sources[i].name for i in order.source.tolist()], pa.string()),
-        "id": pa.array(ids.tolist(), pa.string()),
-        "curated_source": pa.array(curated.tolist(), pa.string()),
-        "epoch": pa.array(order.epoch),
-        "tokens": pa.array(lengths[order.global_doc]),
-    })
-    path = out / layout.documents(p, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd")
-
-
-def _objects(column: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-
-
-def _write_pieces(writer: TokenWriter, tokens: np.ndarray, starts: np.ndarray, pieces: Pieces) -> None:
-    """Gather ``pieces`` (document numbers in the work file) in blocks and append them."""
-    cum = np.cumsum(pieces.length)
-    a = 0
-    while a < pieces.doc.size:
-        base = int(cum[a - 1]) if a else 0
-        b = max(int(np.searchsorted(cum, base + GATHER_TOKENS, side="right")), a + 1)
-        block = Pieces(pieces.doc[a:b], pieces.offset[a:b], pieces.length[a:b])
-        writer.write(gather(tokens, starts, block), block.length)
-        a = b
-
-
-def _write_concat(out: Path, p: int | None, name: str, order: PhaseOrder, tokens: np.ndarray,
-                  starts: np.ndarray, lengths: np.ndarray, encoder: Encoder,
-                  recipe: PrepareRecipe) -> dict[str, Any]:
-    doc_lengths = lengths[order.global_doc]
-    cum = np.cumsum(doc_lengths)
-    files, part, a = [], 0, 0
-    limit = recipe.packing.shard_tokens
-    while a < doc_lengths.size or part == 0:
-        base = int(cum[a - 1]) if a else 0
-        b = max(int(np.searchsorted(cum, base + limit, side="right")), min(a + 1, doc_lengths.size))
-        prefix = out / layout.concat(p, name, part)
-        writer = TokenWriter(prefix, encoder.dtype)
-        sel = order.global_doc[a:b]
-        _write_pieces(writer, tokens, starts, Pieces(sel, np.zeros(sel.size, np.int64), lengths[sel]))
-        writer.close()
-        files.append({"file": str(prefix.relative_to(out)), "documents": int(b - a),
-                      "tokens": writer.n_tokens, "first_document": int(a),
-                      "windows": windows(writer.n_tokens, recipe.packing.context)})
-        part += 1
-        a = b
-        if a >= doc_lengths.size:
-            break
-    return {"context": recipe.packing.context, "files": files,
-            "windows": sum(f["windows"] for f in files)}
-
-
-def _write_decomposed(out: Path, p: int | None, name: str, order: PhaseOrder, tokens: np.ndarray,
-                      starts: np.ndarray, lengths: np.ndarray, encoder: Encoder,
-                      recipe: PrepareRecipe) -> dict[str, Any]:
-    pk = recipe.packing
-    buckets = decompose(lengths[order.global_doc], pk.min_log2, pk.max_log2)
-    info: dict[str, Any] = {"min_log2": pk.min_log2, "max_log2": pk.max_log2, "buckets": {}}
-    for k, pieces in sorted(buckets.items(), key=lambda kv: -kv[0] if kv[0] != REST else 99):
-        prefix = out / layout.bucket(p, name, k)
-        writer = TokenWriter(prefix, encoder.dtype)
-        in_work = Pieces(order.global_doc[pieces.doc], pieces.offset, pieces.length)
-        _write_pieces(writer, tokens, starts, in_work)
-        writer.close()
-        np.save(out / layout.pieces(p, name, k), np.stack([pieces.doc, pieces.offset], axis=1))
-        entry = {"file": str(prefix.relative_to(out)), "pieces": int(pieces.doc.size),
-                 "tokens": pieces.n_tokens}
-        info["buckets"]["rest" if k == REST else str(k)] = entry
-    return info
 
 
 def _manifest(recipe: PrepareRecipe, mixture: MixtureSpec, encoder: Encoder, sources: Sequence[SourceDocs],
@@ -556,7 +258,7 @@ def _manifest(recipe: PrepareRecipe, mixture: MixtureSpec, encoder: Encoder, sou
         realised = sum(d.tokens for d in draws[i])
         plan = plans[i]
         src_lengths = lengths[first_doc[i]: first_doc[i + 1]]
-        curated = _objects(s.table.column(SOURCE))
+        curated = column_objects(s.table.column(SOURCE))
         by_curated: dict[str, dict[str, int]] = {}
         drawn_docs = np.concatenate([d.docs for d in draws[i]])
         drawn_curated = curated[drawn_docs]

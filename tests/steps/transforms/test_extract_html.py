@@ -13,7 +13,9 @@ import trafilatura
 from pydantic import ValidationError
 
 from assay import parse_recipe, run_recipe
-from assay.io.readers import FieldMap, decode_chunk, plan_chunks, resolve_inputs
+from assay.io.chunks import FieldMap
+from assay.io.files import resolve_inputs
+from assay.io.readers import decode_chunk, plan_chunks
 from assay.steps.base import step_class
 from assay.steps.transforms.extract_html import ExtractHtml
 

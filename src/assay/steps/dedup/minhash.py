@@ -10,34 +10,35 @@ Apply (every shard, in the workers): removed documents go to ``rejected/`` with
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any, ClassVar, Literal
 
-import fsspec
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
-from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepError, StepParams, register
+from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepParams, register
 from assay.steps.dedup.lsh import (
-    INDEX_STRIDE,
     OLD_BASE,
     BucketTask,
     connected_components,
     find_collisions,
     implied_threshold,
 )
+from assay.steps.dedup.minhash_index import (
+    INDEX_FORMAT,
+    MinHashIndex,
+    index_folder,
+    old_survivors,
+    open_index,
+    write_index,
+)
 from assay.text.hashing import mix64, shingle_hashes, word_hashes
 
 NEAR_DUPLICATE = "near-duplicate"
-INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class MinHashDedupParams(StepParams):
     @classmethod
     def _indexes_exist(cls, paths: list[str]) -> list[str]:
         for path in paths:
-            _index_folder(path)
+            index_folder(path)
         return paths
 
     @model_validator(mode="after")
@@ -226,7 +227,7 @@ class MinHashDedup(GlobalStep):
         return [self.params.keep_signal] if self.params.keep_signal else []
 
     def referenced_files(self) -> list[str]:
-        return [_index_folder(path) for path in self.params.against]
+        return [index_folder(path) for path in self.params.against]
 
     def __call__(self, table: pa.Table) -> pa.Table:
         p = self.params
@@ -253,7 +254,7 @@ class MinHashDedup(GlobalStep):
         sizes = np.asarray(ctx.shard_sizes, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         n_docs = int(offsets[-1])
-        against = [_open_index(path, p) for path in p.against]
+        against = [open_index(path, index_params(p)) for path in p.against]
         groups = [g for g in np.array_split(np.arange(p.bands), min(p.bands, max(1, ctx.workers)))
                   if len(g)]
         memory = p.memory_mb * 2**20 // max(1, ctx.workers)
@@ -291,7 +292,7 @@ class MinHashDedup(GlobalStep):
         if p.write_index:
             survivor = np.arange(n_docs, dtype=np.int64)
             survivor[removed.astype(np.int64)] = survivor_gids  # -1: kept in an earlier corpus
-            summary["index"] = _write_index(ctx, p, n_docs, survivor, self._col("signature"))
+            summary["index"] = write_index(ctx, index_params(p), n_docs, survivor, self._col("signature"))
         return GlobalState(per_shard=per_shard, summary=summary)
 
     def _read_members(self, ctx: FitContext, offsets: np.ndarray, gids: np.ndarray) -> _Members:
@@ -324,7 +325,7 @@ class MinHashDedup(GlobalStep):
         )
 
     def _choose(
-        self, members: _Members, nodes: np.ndarray, roots: np.ndarray, against: list[_Index]
+        self, members: _Members, nodes: np.ndarray, roots: np.ndarray, against: list[MinHashIndex]
     ) -> tuple[np.ndarray, list[str], np.ndarray, int, int]:
         """Removed gids (ascending); for each, the id of the kept document it duplicates and
         that document's gid (-1 when it is in an earlier corpus); how many members were
@@ -336,7 +337,7 @@ class MinHashDedup(GlobalStep):
         # Kept documents of earlier corpora in each cluster, by root: (signatures, ids).
         old_by_root: dict[int, tuple[np.ndarray, list[str]]] = {}
         for root in np.unique(roots[~is_new]):
-            old_by_root[int(root)] = _old_survivors(against, nodes[(roots == root) & ~is_new])
+            old_by_root[int(root)] = old_survivors(against, nodes[(roots == root) & ~is_new])
         removed: dict[int, tuple[str, int]] = {}
         kept_after_check = 0
         matched_old = 0
@@ -427,97 +428,6 @@ def _split_by_shard(
 # ------------------------------------------------------------------------- index
 
 
-@dataclass
-class _Index:
-    """An earlier corpus's index, opened for ``against``."""
-
-    folder: str
-    signatures: np.ndarray  # (documents, num_perm) uint32, memory-mapped
-    survivor: np.ndarray  # gid of the kept document each document stands for
-    ids: pa.Array
-
-
-def _index_params(p: MinHashDedupParams) -> dict[str, Any]:
+def index_params(p: MinHashDedupParams) -> dict[str, Any]:
     return {"format": INDEX_FORMAT, "ngram": p.ngram, "num_perm": p.num_perm, "bands": p.bands,
             "rows": p.rows, "seed": p.seed}
-
-
-def _index_folder(path: str) -> str:
-    """The index folder that ``path`` names: the folder itself or OUTPUT/index/minhash_dedup."""
-    for folder in (path, os.path.join(path, "index", "minhash_dedup")):
-        if os.path.exists(os.path.join(folder, "index.json")):
-            return folder
-    raise StepError(f"against: {path} holds no minhash_dedup index (no index.json in it or "
-                     "in index/minhash_dedup/); write one with write_index: true")
-
-
-def _open_index(path: str, p: MinHashDedupParams) -> _Index:
-    folder = _index_folder(path)
-    with open(os.path.join(folder, "index.json"), "rb") as f:
-        manifest = orjson.loads(f.read())
-    expected = _index_params(p)
-    if manifest["params"] != expected:
-        raise StepError(f"minhash_dedup against: {path} was built with {manifest['params']}, "
-                         f"this step uses {expected}; they must match")
-    table = pq.read_table(os.path.join(folder, "ids.parquet"))
-    n_docs = table.num_rows
-    signatures = np.memmap(os.path.join(folder, "signatures.u32"), dtype="<u4", mode="r",
-                           shape=(n_docs, p.num_perm)) if n_docs else np.zeros((0, p.num_perm), np.uint32)
-    return _Index(folder, signatures, table.column("survivor").to_numpy(),
-                  table.column(ID).combine_chunks())
-
-
-def _old_survivors(against: list[_Index], nodes: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Signatures and ids of the kept documents that earlier-corpus ``nodes`` stand for."""
-    sigs, ids = [], []
-    seen: set[tuple[int, int]] = set()
-    for node in nodes.tolist():
-        which, gid = divmod(node - int(OLD_BASE), INDEX_STRIDE)
-        index = against[which]
-        kept = int(index.survivor[gid])
-        if kept < 0 or (which, kept) in seen:  # removed there as a duplicate of a still older one
-            continue
-        seen.add((which, kept))
-        sigs.append(np.asarray(index.signatures[kept]))
-        ids.append(index.ids[kept].as_py())
-    if not sigs:  # every one was removed there: this cluster starts afresh
-        return np.zeros((0, against[0].signatures.shape[1]), dtype=np.uint32), []
-    return np.stack(sigs), ids
-
-
-def _write_index(
-    ctx: FitContext, p: MinHashDedupParams, n_docs: int, survivor: np.ndarray, sig_column: str
-) -> str:
-    """Publish the band files the bucket tasks wrote, plus signatures and ids."""
-    local = os.path.join(ctx.scratch, "index")
-    os.makedirs(local, exist_ok=True)
-    for name in os.listdir(ctx.scratch):
-        if name.startswith("band-"):
-            shutil.move(os.path.join(ctx.scratch, name), os.path.join(local, name))
-    ids = []
-    with open(os.path.join(local, "signatures.u32"), "wb") as out:
-        for path in ctx.shards:
-            part = pq.read_table(path, columns=[ID, sig_column])
-            ids.append(part.column(ID))
-            column = part.column(sig_column).combine_chunks()
-            sig = column.flatten().to_numpy(zero_copy_only=False) if len(column) else np.zeros(0)
-            full = np.zeros((len(column), p.num_perm), dtype="<u4")
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-            full[valid] = np.asarray(sig, dtype="<u4").reshape(-1, p.num_perm)
-            out.write(full.tobytes())
-    id_column = pa.chunked_array(list(chain.from_iterable(c.chunks for c in ids)), pa.string())
-    pq.write_table(pa.table({ID: id_column, "survivor": pa.array(survivor, pa.int64())}),
-                   os.path.join(local, "ids.parquet"))
-    with open(os.path.join(local, "index.json"), "wb") as f:
-        f.write(orjson.dumps({"params": _index_params(p), "documents": n_docs},
-                             option=orjson.OPT_INDENT_2))
-    target = ctx.output.rstrip("/") + "/index/minhash_dedup"
-    fs, path = fsspec.core.url_to_fs(target)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    fs.makedirs(path, exist_ok=True)
-    for name in sorted(os.listdir(local)):
-        fs.put_file(os.path.join(local, name), f"{path}/{name}")
-    return target
-
-

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import fsspec
 
-from assay.io.readers import FieldMap, InputError, InputFile, decode_chunk, plan_chunks, resolve_inputs
+from assay.io.chunks import FieldMap
+from assay.io.files import InputError, InputFile, resolve_inputs
+from assay.io.readers import decode_chunk, plan_chunks
 
 CHUNK_BYTES = 4_000_000
 
