@@ -117,7 +117,7 @@ def test_exceptions_match_spacy() -> None:
     spacy = pytest.importorskip("spacy")
     from spacy.symbols import ORTH
 
-    from assay.text.spacy_words import _EXCEPTIONS
+    from assay.text.spacy_rules import EXCEPTIONS as _EXCEPTIONS
 
     rules = spacy.blank("en").tokenizer.rules
     assert {k: tuple(t[ORTH] for t in v) for k, v in rules.items()} == _EXCEPTIONS
@@ -126,7 +126,7 @@ def test_exceptions_match_spacy() -> None:
 def test_ascii_infix_rules_equal_the_full_ones_on_ascii() -> None:
     import re
 
-    from assay.text import spacy_words as text
+    from assay.text import spacy_rules as text
 
     pairs = [
         (text._ALPHA, "A-Za-z"),
@@ -146,7 +146,7 @@ def test_ascii_infix_regex_finds_what_the_full_one_finds() -> None:
     # ASCII text it must find exactly the matches of the full rules.
     import random
 
-    from assay.text import spacy_words as text
+    from assay.text import spacy_rules as text
 
     rng = random.Random(0)
     alphabet = "aZx09.,-~:<>=/+*^'\"`_()"
