@@ -23,7 +23,7 @@ from assay.engine.books import Ledger, Report
 from assay.engine.executor import Executor
 from assay.engine.fingerprint import fingerprint, hash_inputs, hash_references
 from assay.engine.ids import count_duplicates, describe_duplicates
-from assay.engine.layout import RUN_NAMES, Layout, read_json, write_json
+from assay.engine.layout import RUN_NAMES, Layout, publish_folder, read_json, write_json
 from assay.engine.local import LocalExecutor
 from assay.engine.plan import Stage, plan_stages
 from assay.engine.settings import Notice, Progress, RunError, RunResult, RunSettings, SilentProgress
@@ -158,7 +158,8 @@ def _fit(step: GlobalStep, layout: Layout, stage: int, ledger: Ledger, executor:
     scratch = _scratch_folder(layout, stage, step.name)
     ctx = FitContext(
         shards=[layout.work(stage, shard) for shard in ledger.shards], shard_sizes=ledger.rows_out(stage),
-        scratch=scratch, output=layout.root, map=executor.map, workers=executor.workers,
+        scratch=scratch, map=executor.map, workers=executor.workers,
+        publish=lambda local, name: publish_folder(layout, local, name),
     )
     try:
         state = step.fit_all(ctx)

@@ -9,7 +9,8 @@
       _work/stage-K/                        intermediate shards between stages
       _work/ids/                            each shard's ids, to count repeated ids
       index/, models/, reports/             what global steps publish (MinHash index, DSIR
-                                            model, decontamination report)
+                                            model, decontamination report), through
+                                            FitContext.publish (:func:`publish_folder`)
       .assay-output, .assay-lock            the ownership marker and the one-writer lock
                                             (:mod:`assay.io.ownership`)
 
@@ -25,9 +26,10 @@ import orjson
 
 from assay.io.writers import Compression, OutputFormat, shard_suffix
 
+# Where global steps publish artefacts: OUTPUT/index/NAME, OUTPUT/models/NAME, OUTPUT/reports/NAME.
+ARTEFACT_FOLDERS = ("index", "models", "reports")
 # Every entry a run writes at the top of its output (besides the marker and the lock).
-RUN_NAMES = ("data", "rejected", "quarantine", "manifest.json", "_progress", "_work", "index", "models",
-             "reports")
+RUN_NAMES = ("data", "rejected", "quarantine", "manifest.json", "_progress", "_work", *ARTEFACT_FOLDERS)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,29 @@ class Layout:
 
     def folder(self, name: str) -> str:
         return self._join(name)
+
+
+def publish_folder(layout: Layout, local: str, name: str) -> str:
+    """Publish the local folder ``local`` as the artefact ``OUTPUT/NAME`` (``NAME`` under one
+    of :data:`ARTEFACT_FOLDERS`, e.g. ``index/minhash_dedup``), as shards are published: it is
+    copied under a temporary name, then renamed over any earlier one. Returns its URL."""
+    top, _, leaf = name.partition("/")
+    if top not in ARTEFACT_FOLDERS or not leaf or "/" in leaf or leaf.startswith("."):
+        raise ValueError(f"an artefact is named FOLDER/NAME with FOLDER one of {ARTEFACT_FOLDERS}: {name!r}")
+    fs, root = fsspec.core.url_to_fs(layout.root)
+    parent = f"{root.rstrip('/')}/{top}"
+    target, staged, old = f"{parent}/{leaf}", f"{parent}/.{leaf}.tmp", f"{parent}/.{leaf}.old"
+    fs.makedirs(parent, exist_ok=True)
+    for leftover in (staged, old):  # from a run killed while publishing
+        if fs.exists(leftover):
+            fs.rm(leftover, recursive=True)
+    fs.put(local.rstrip("/") + "/", staged, recursive=True)
+    if fs.exists(target):
+        fs.mv(target, old, recursive=True)
+    fs.mv(staged, target, recursive=True)
+    if fs.exists(old):
+        fs.rm(old, recursive=True)
+    return layout.folder(name)
 
 
 def write_json(url: str, data: object) -> None:

@@ -198,16 +198,17 @@ class FitContext:
     ``shard_sizes`` their row counts. ``scratch`` is a local folder for intermediate files,
     empty at the start of the fit and removed with the run's work folder. ``map(fn, items)``
     runs a module-level function on each item in the worker processes and returns the
-    results in order; ``workers`` says how many run at once. ``output`` is the run's
-    output folder (URL), for artefacts a step publishes next to the data (e.g. a dedup
-    index).
+    results in order; ``workers`` says how many run at once. ``publish(folder, name)``
+    publishes a local folder the step filled (under ``scratch``) as an artefact of the run,
+    ``OUTPUT/NAME`` with ``NAME`` one of ``index/...``, ``models/...``, ``reports/...`` (e.g.
+    ``index/minhash_dedup``), under a temporary name then renamed, and returns its URL.
     """
 
     shards: list[str]
     shard_sizes: list[int]
     scratch: str
-    output: str
     map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+    publish: Callable[[str, str], str]
     workers: int = 1
 
     def read_columns(self, columns: Sequence[str]) -> pa.Table:

@@ -4,12 +4,12 @@ n-grams that were ignored."""
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import orjson
 
@@ -59,9 +59,9 @@ class Report:
         benchmark = self.index.benchmarks[int(self.index.item_benchmark[item])]
         return {"benchmark": benchmark.name, "item": self.index.items[item].id}
 
-    def write(self, output: str, documents: Sequence[Decision], frequent: np.ndarray,
+    def write(self, folder: str, documents: Sequence[Decision], frequent: np.ndarray,
               frequent_docs: np.ndarray) -> str:
-        """Write the three report files under ``output``; return their folder."""
+        """Write the three report files into the local ``folder``; return it."""
         doc_lines = []
         for doc in documents:
             pairs = self._items_of(doc.hashes)
@@ -87,12 +87,10 @@ class Report:
             for h, docs in zip(frequent, frequent_docs.tolist(), strict=True)
             for item, entry in self._items_of(np.array([h], dtype=np.uint64))
         ]
-        folder = output.rstrip("/") + "/" + REPORT_FOLDER
-        fs, path = fsspec.core.url_to_fs(folder)
-        fs.makedirs(path, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         for name, lines in (("items.jsonl", item_lines), ("documents.jsonl", doc_lines),
                             ("frequent_ngrams.jsonl", frequent_lines)):
-            with fs.open(f"{path}/{name}", "wb") as out:
+            with open(os.path.join(folder, name), "wb") as out:
                 out.write(b"".join(orjson.dumps(line) + b"\n" for line in lines))
         return folder
 

@@ -11,6 +11,7 @@ texts are rewritten, rejected documents go to ``rejected/`` with their text unch
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from assay.steps.decontaminate.benchmarks import (
     read_benchmark,
 )
 from assay.steps.decontaminate.cut import PIECE_SEPARATOR, Cut, CutTask, cut_shard
-from assay.steps.decontaminate.report import Decision, Report
+from assay.steps.decontaminate.report import REPORT_FOLDER, Decision, Report
 from assay.text.decon_words import MAX_NGRAM
 
 CONTAMINATED = "contaminated"
@@ -228,7 +229,9 @@ class Decontaminate(GlobalStep):
                 documents.append(Decision(doc_id, cut, reason, n_removed, hashes))
 
         report = Report(index)
-        folder = report.write(ctx.output, documents, distinct[frequent], docs_with[frequent])
+        local = report.write(os.path.join(ctx.scratch, "report"), documents, distinct[frequent],
+                             docs_with[frequent])
+        folder = ctx.publish(local, REPORT_FOLDER)
         summary: dict[str, Any] = {
             "documents": int(offsets[-1]),
             "documents_with_collisions": len(np.unique(gid)),

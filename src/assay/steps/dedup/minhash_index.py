@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-import fsspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -104,11 +103,4 @@ def write_index(
     with open(os.path.join(local, "index.json"), "wb") as f:
         f.write(orjson.dumps({"params": params, "documents": n_docs},
                              option=orjson.OPT_INDENT_2))
-    target = ctx.output.rstrip("/") + "/index/minhash_dedup"
-    fs, path = fsspec.core.url_to_fs(target)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    fs.makedirs(path, exist_ok=True)
-    for name in sorted(os.listdir(local)):
-        fs.put_file(os.path.join(local, name), f"{path}/{name}")
-    return target
+    return ctx.publish(local, "index/minhash_dedup")

@@ -11,6 +11,7 @@ Apply (workers): the log weight as a signal; unselected documents go to ``reject
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -360,12 +361,13 @@ class Dsir(GlobalStep):
         summary = self._summary(n_docs, total, eligible, chosen, target, targets, proportions,
                                 target_matrix, mixture, raw, selected)
         if p.write_model:
-            summary["model"] = save_model(
-                ctx.output.rstrip("/") + "/models/dsir", "dsir",
+            local = save_model(
+                os.path.join(ctx.scratch, "dsir-model"), "dsir",
                 {"target_counts": target_matrix, "raw_counts": raw, "selected_counts": selected,
                  "log_ratio": log_ratio, "proportions": proportions},
                 {"params": p.model_dump(mode="json"), "summary": summary},
             )
+            summary["model"] = ctx.publish(local, "models/dsir")
         return GlobalState(per_shard=per_shard, summary=summary)
 
     def _summary(
