@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test docs lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,21 @@ demo: $(VENV)/.installed
 	$(BIN)/assay run examples/web-quality.yaml
 	$(BIN)/assay run examples/warc-to-text.yaml
 
+# The manual (docs/, MkDocs with the Material theme) builds offline into site/. --strict turns
+# a broken link, a missing page or a broken anchor into a failure (not with -q, which hides the
+# warnings --strict counts). NO_MKDOCS_2_WARNING silences the theme's banner about its future.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
+	$(MKDOCS) build --strict -d site
 	$(BIN)/python -m pytest
+
+docs: $(VENV)/.installed-dev
+	$(MKDOCS) build --strict -d site
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site
