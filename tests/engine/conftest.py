@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from engine_helpers import write_jsonl_gz
 
 HERE = Path(__file__).resolve().parent
 # Spawned workers import the test steps by module name.
@@ -16,18 +13,6 @@ sys.path.insert(0, str(HERE))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
-
-
-def read_folder(folder: Path) -> pa.Table | None:
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-
-
-def write_jsonl_gz(path: Path, records: list[dict]) -> Path:
-    path.write_bytes(gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in records)))
-    return path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_folder
+from engine_helpers import read_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from steps_for_tests import MinChars, StripDigits

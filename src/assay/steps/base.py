@@ -137,7 +137,7 @@ class DocumentStep(Step):
             s: table.column(signal_column(self.name, s)).to_numpy(zero_copy_only=False)
             for s in self.signal_types
         }
-        reasons = self.decide(arrays) if table.num_rows else None
+        reasons = self.decide(arrays)  # on an empty table too: the schema must not depend on the rows
         if reasons is not None:
             reasons = list(reasons)
             if out.texts is not None and any(r is not None for r in reasons):

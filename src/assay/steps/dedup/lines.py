@@ -124,7 +124,10 @@ class LineDedup(GlobalStep):
     name: ClassVar[str] = "line_dedup"
     kind: ClassVar = "global"
     Params: ClassVar[type[StepParams]] = LineDedupParams
-    signal_types: ClassVar[Mapping[str, pa.DataType]] = {"hashes": pa.list_(pa.uint64())}
+    # ``hashes`` are the keys the fit reads (dropped once applied); the others are what was cut.
+    signal_types: ClassVar[Mapping[str, pa.DataType]] = {
+        "hashes": pa.list_(pa.uint64()), "units_removed": pa.int64(), "chars_removed": pa.int64(),
+    }
 
     params: LineDedupParams
 
@@ -199,6 +202,8 @@ class LineDedup(GlobalStep):
                 reasons[row] = ALL_UNITS_DUPLICATED
         table = table.drop_columns([signal_column(self.name, "hashes")])
         table = table.set_column(table.schema.get_field_index(TEXT), TEXT, pa.array(texts, pa.string()))
-        table = table.append_column(signal_column(self.name, "units_removed"), pa.array(removed_units))
-        table = table.append_column(signal_column(self.name, "chars_removed"), pa.array(removed_chars))
+        table = table.append_column(signal_column(self.name, "units_removed"),
+                                    pa.array(removed_units, pa.int64()))
+        table = table.append_column(signal_column(self.name, "chars_removed"),
+                                    pa.array(removed_chars, pa.int64()))
         return table.append_column(REASON, pa.array(reasons, pa.string()))
