@@ -77,8 +77,7 @@ def test_two_runs_into_one_output_one_runs_one_refuses(setup: tuple[Path, Path, 
 def test_a_lock_left_by_a_killed_run_is_taken_over(setup: tuple[Path, Path, dict], tmp_path: Path) -> None:
     corpus, _, expected = setup
     out = tmp_path / "out"
-    out.mkdir()
-    (out / ".assay-output").write_text('{"written_by":"assay","kind":"run"}')  # as a killed run left it
+    out.mkdir()  # a killed run's first act left its lock file
     (out / ".assay-lock").write_text(json.dumps({"pid": 999999, "host": socket.gethostname(),
                                                  "since": "2026-01-01T00:00:00Z"}))
     recipe = write_recipe(tmp_path / "r.yaml", corpus, out, steps=STEPS, extra=EXECUTOR)

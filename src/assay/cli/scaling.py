@@ -15,6 +15,7 @@ from rich.text import Text
 from assay.cli.common import console, fail, guarded, warn
 from assay.errors import EXIT_NOT_CONVERGED
 from assay.io.ownership import WRITTEN_BY, check_file_output
+from assay.io.writers import write_json
 from assay.scaling.compare import compare_tokens
 from assay.scaling.fit import FittedLaw, LawFit, fit_groups
 from assay.scaling.laws import LAWS, make_law
@@ -97,7 +98,7 @@ def fit_command(
     report = {"written_by": WRITTEN_BY, "fits": [f.to_dict() for f in fits.values()],
               "predictions": predictions, "comparisons": comparisons}
     if out is not None:
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(str(out), report)
     if plot is not None:
         from assay.scaling.plot import PlotUnavailable, plot_fits
 

@@ -18,11 +18,12 @@ import fsspec
 import pyarrow.parquet as pq
 
 from assay.engine.ids import describe_duplicates
-from assay.engine.layout import Layout, read_json
+from assay.engine.layout import Layout
 from assay.engine.manifest import build_manifest
 from assay.engine.plan import Stage
 from assay.engine.settings import RunSettings
 from assay.engine.stats import ReadStats, StepStats, check_accounting
+from assay.io.writers import read_json
 from assay.steps import GlobalStep, Step
 
 Report = dict[str, Any]

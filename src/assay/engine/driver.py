@@ -23,7 +23,7 @@ from assay.engine.books import Ledger, Report
 from assay.engine.executor import Executor
 from assay.engine.fingerprint import fingerprint, hash_inputs, hash_references
 from assay.engine.ids import count_duplicates, describe_duplicates
-from assay.engine.layout import RUN_NAMES, Layout, publish_folder, read_json, write_json
+from assay.engine.layout import RUN_NAMES, Layout, publish_folder
 from assay.engine.local import LocalExecutor
 from assay.engine.plan import Stage, plan_stages
 from assay.engine.settings import Notice, Progress, RunError, RunResult, RunSettings, SilentProgress
@@ -31,6 +31,7 @@ from assay.engine.stats import AccountingError
 from assay.engine.worker import Task, WorkerContext
 from assay.io.ownership import OwnedFolder, claim_folder
 from assay.io.readers import plan_chunks
+from assay.io.writers import read_json, write_json
 from assay.steps import FitContext, GlobalState, GlobalStep, Step
 
 

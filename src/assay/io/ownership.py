@@ -31,6 +31,7 @@ import fsspec
 import orjson
 
 from assay.errors import AssayError
+from assay.io.writers import write_json
 
 # {"written_by": "assay", "kind": ...}: no date, so two runs' outputs stay byte-identical.
 MARKER = ".assay-output"
@@ -203,7 +204,7 @@ def claim_folder(url: str, kind: str, *, inputs: Iterable[str] = (),
     try:
         if read_marker(url) is None:
             check_folder(url, kind, inputs)  # what another process may have written meanwhile
-            _write_marker(fs, path, kind)
+            _write_marker(url, kind)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -211,11 +212,8 @@ def claim_folder(url: str, kind: str, *, inputs: Iterable[str] = (),
     return OwnedFolder(url, kind, lock, created)
 
 
-def _write_marker(fs: fsspec.AbstractFileSystem, path: str, kind: str) -> None:
-    tmp, final = f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}"
-    with fs.open(tmp, "wb") as out:
-        out.write(orjson.dumps({"written_by": "assay", "kind": kind}))
-    fs.mv(tmp, final)
+def _write_marker(url: str, kind: str) -> None:
+    write_json(f"{url.rstrip('/')}/{MARKER}", {"written_by": "assay", "kind": kind})
 
 
 class _Lock:

@@ -43,6 +43,28 @@ def write_table(
     fs.mv(tmp, path)
 
 
+def write_json(url: str, data: object) -> None:
+    """Write JSON atomically (temporary name, then rename): indented, keys sorted, numpy
+    values as numbers. Every JSON file assay writes (manifests, reports, results) goes here."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parent, name = path.rsplit("/", 1)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{name}.tmp"
+    with fs.open(tmp, "wb") as out:
+        out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+                               | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
+    fs.mv(tmp, path)
+
+
+def read_json(url: str) -> object | None:
+    """A JSON file's content, or None if there is no such file."""
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as f:
+        return orjson.loads(f.read())
+
+
 def _jsonl_bytes(table: pa.Table, compression: Compression) -> bytes:
     body = b"".join(orjson.dumps(row, default=_bytes_to_str) + b"\n" for row in table.to_pylist())
     if compression == "gzip":

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from assay.documents import SOURCE
-from assay.engine.manifest import dependency_versions
 from assay.io.ownership import claim_folder
+from assay.io.writers import write_json
 from assay.prepare import layout
 from assay.prepare.mixture import (
     BudgetError,
@@ -48,6 +47,7 @@ from assay.prepare.sources import (
 )
 from assay.prepare.tokenizer import Encoder, load_encoder, train_encoder
 from assay.prepare.writing import column_objects, phase_order, tokenize_sources, write_heldout, write_split
+from assay.versions import dependency_versions
 
 FORMAT_VERSION = 1
 CHECK_BYTES = 1 << 18  # text on which tiktoken's ids are checked against tokenizers'
@@ -205,9 +205,7 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     shutil.rmtree(work)
     timings["write"] = time.perf_counter() - clock
     manifest["timings"] = timings
-    tmp = out / f".{layout.MANIFEST}.tmp"
-    tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    tmp.replace(out / layout.MANIFEST)
+    write_json(str(out / layout.MANIFEST), manifest)
     return PrepareResult(out, manifest, warnings)
 
 
@@ -245,14 +243,7 @@ def _manifest(recipe: PrepareRecipe, mixture: MixtureSpec, encoder: Encoder, sou
               unique: dict[str, int], targets: np.ndarray, draws: Sequence[Sequence[Draw]],
               plans: Sequence[SourcePlan], warnings: list[str], first_doc: np.ndarray,
               lengths: np.ndarray) -> dict[str, Any]:
-    versions = dependency_versions()
-    for dist in ("tokenizers", "tiktoken"):
-        try:
-            from importlib import metadata
-
-            versions[dist] = metadata.version(dist)
-        except Exception:  # not installed: nothing to record
-            continue
+    versions = dependency_versions(extra=("tokenizers", "tiktoken"))
     source_info = {}
     for i, s in enumerate(sources):
         realised = sum(d.tokens for d in draws[i])

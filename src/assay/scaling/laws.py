@@ -149,8 +149,11 @@ class ChinchillaLaw(Law):
 
     def report(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         theta = np.atleast_2d(theta)
-        return {"E": np.exp(theta[:, 2]), "A": np.exp(theta[:, 0]), "B": np.exp(theta[:, 1]),
-                "alpha": theta[:, 3], "beta": theta[:, 4]}
+        # A bootstrap refit that ran away can hold log A or log B past float range: its A or B
+        # is reported as inf (which the intervals' percentiles tolerate), not warned about.
+        with np.errstate(over="ignore"):
+            return {"E": np.exp(theta[:, 2]), "A": np.exp(theta[:, 0]), "B": np.exp(theta[:, 1]),
+                    "alpha": theta[:, 3], "beta": theta[:, 4]}
 
     @staticmethod
     def from_report(E: float, A: float, B: float, alpha: float, beta: float) -> np.ndarray:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from scipy import stats
 
 from assay.io.ownership import WRITTEN_BY, claim_folder
+from assay.io.writers import write_json
 from assay.prepare.layout import HELDOUT, MANIFEST, safe_name
 from assay.prepare.reader import Shards
 from assay.train.evaluate import EvalSet, document_keys, heldout_set
@@ -178,10 +178,8 @@ def _compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: Path
     result = {"recipes": [{"name": r.name, "shards": str(r.shards)} for r in recipes], "seeds": seeds,
               "confidence": confidence, "eval": eval_note, "config": base.to_dict(), "runs": runs,
               **compare_runs(runs, [r.name for r in recipes], confidence)}
-    (out / "compare.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2
-                                                    | orjson.OPT_SERIALIZE_NUMPY))
-    (out / "curves.json").write_bytes(orjson.dumps(curves, option=orjson.OPT_SERIALIZE_NUMPY
-                                                   | orjson.OPT_NON_STR_KEYS))
+    write_json(str(out / "compare.json"), result)
+    write_json(str(out / "curves.json"), curves)
     return {**result, "curves": curves}
 
 

@@ -27,7 +27,6 @@ A run with an output folder writes ``config.json`` (the config and the resolved 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ import orjson
 import torch
 
 from assay.io.ownership import claim_folder
+from assay.io.writers import write_json
 from assay.prepare.reader import Shards
 from assay.scaling.plan import step_law
 from assay.scaling.published import STEP_LAW
@@ -302,10 +302,10 @@ class Trainer:
         if self.out is not None and self.step == 0:  # a fresh run: a fresh log
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "log.jsonl").unlink(missing_ok=True)
-            (self.out / "config.json").write_bytes(orjson.dumps(
-                {"config": cfg.to_dict(), "plan": plan.to_dict(), "device": str(self.device),
-                 "precision": "bf16" if self.autocast else "fp32", "torch": torch.__version__,
-                 "warnings": self.warnings}, option=orjson.OPT_INDENT_2))
+            write_json(str(self.out / "config.json"),
+                       {"config": cfg.to_dict(), "plan": plan.to_dict(), "device": str(self.device),
+                        "precision": "bf16" if self.autocast else "fp32", "torch": torch.__version__,
+                        "warnings": self.warnings})
         self._emit({"kind": "start", "step": self.step, "steps": plan.steps, "tokens": self.tokens,
                     "planned_tokens": plan.tokens, "params": plan.params, "lr": plan.lr,
                     "batch_tokens": plan.batch_tokens, "precision": "bf16" if self.autocast else "fp32",
@@ -379,9 +379,7 @@ class Trainer:
                   "tokens_per_s": self.tokens / self.train_seconds if self.train_seconds else None,
                   "heldout": last_eval, "warnings": self.warnings}
         if self.out is not None and result["finished"]:
-            tmp = self.out / ".result.json.tmp"
-            tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-            os.replace(tmp, self.out / "result.json")
+            write_json(str(self.out / "result.json"), result)
         return result
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assay.documents import ID
+from assay.io.writers import write_json
 from assay.steps.base import FitContext, StepError
 from assay.steps.dedup.lsh import INDEX_STRIDE, OLD_BASE
 
@@ -100,7 +101,5 @@ def write_index(
     id_column = pa.chunked_array(list(chain.from_iterable(c.chunks for c in ids)), pa.string())
     pq.write_table(pa.table({ID: id_column, "survivor": pa.array(survivor, pa.int64())}),
                    os.path.join(local, "ids.parquet"))
-    with open(os.path.join(local, "index.json"), "wb") as f:
-        f.write(orjson.dumps({"params": params, "documents": n_docs},
-                             option=orjson.OPT_INDENT_2))
+    write_json(os.path.join(local, "index.json"), {"params": params, "documents": n_docs})
     return ctx.publish(local, "index/minhash_dedup")

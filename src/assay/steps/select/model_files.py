@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from importlib import metadata
 from typing import Any
 
 import fsspec
@@ -17,18 +16,14 @@ import numpy as np
 import orjson
 
 from assay.io.ownership import claim_folder
+from assay.io.writers import write_json
 from assay.steps.base import StepError
+from assay.versions import assay_version
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
 
-
-def _assay_version() -> str:
-    try:
-        return metadata.version("assay")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def save_model(folder: str, kind: str, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> str:
@@ -39,7 +34,7 @@ def save_model(folder: str, kind: str, arrays: dict[str, np.ndarray], info: dict
     manifest = {
         "kind": kind,
         "format": FORMAT,
-        "assay_version": _assay_version(),
+        "assay_version": assay_version(),
         **info,
         "arrays": {"file": ARRAYS, "sha256": hashlib.sha256(payload).hexdigest(),
                    "names": sorted(arrays)},
@@ -48,8 +43,7 @@ def save_model(folder: str, kind: str, arrays: dict[str, np.ndarray], info: dict
     with claim_folder(folder, "model"):  # a new or empty folder, or a model folder assay wrote
         with fs.open(f"{path}/{ARRAYS}", "wb") as f:
             f.write(payload)
-        with fs.open(f"{path}/{MANIFEST}", "wb") as f:
-            f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        write_json(f"{folder.rstrip('/')}/{MANIFEST}", manifest)
     return folder
 
 
