@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
+import click
 import orjson
 import typer
 from pydantic import BaseModel
@@ -21,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from assay import __version__
 from assay.cli.common import console, fail, guarded, inert, options, warn
@@ -36,7 +38,16 @@ from assay.report.docstrings import as_text, first_line
 from assay.report.funnel import funnel
 from assay.steps import step_class, step_names
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# The verbs in the order of the work (typer would list a command group such as select last).
+VERBS = ("run", "steps", "inspect", "select", "prepare", "train", "compare", "sweep", "fit", "plan")
+
+
+class _InWorkOrder(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(super().list_commands(ctx), key=lambda n: VERBS.index(n) if n in VERBS else len(VERBS))
+
+
+app = typer.Typer(cls=_InWorkOrder, add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   pretty_exceptions_enable=False,
                   help="assay turns raw text into LLM pretraining data and measures what it is worth.")
 
@@ -94,6 +105,8 @@ def run(
 
     Re-running into the same output skips the shards that are already finished, so a
     killed run is finished by running the same command again (or with --resume).
+
+    Example: assay run examples/web-quality.yaml
     """
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite contradict each other")
@@ -113,7 +126,10 @@ def run(
 @app.command()
 @guarded
 def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")] = None) -> None:
-    """List the registered steps, or show one step's parameters and defaults."""
+    """List the registered steps, or show one step's parameters and defaults.
+
+    Example: assay steps gopher_quality
+    """
     if name is None:
         table = Table("step", "kind", "summary")
         for step in step_names():
@@ -143,7 +159,10 @@ def inspect_output(
     output: Annotated[Path, typer.Argument(help="an output folder written by `assay run`")],
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest's totals as JSON")] = False,
 ) -> None:
-    """Print the funnel and top reasons of a finished run, from its manifest."""
+    """Print the funnel and top reasons of a finished run, from its manifest.
+
+    Example: assay inspect out/web-quality
+    """
     manifest_path = output / "manifest.json"
     if not manifest_path.is_file():
         raise RunError(f"{manifest_path} not found: is {output} an assay output of a finished run?")
@@ -151,7 +170,7 @@ def inspect_output(
         manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
         if not isinstance(manifest.get("totals"), dict) or not isinstance(manifest.get("steps"), list):
             raise ValueError("no totals or steps")
-        parts = funnel(manifest)
+        funnel(manifest)  # a manifest of another shape fails here, before anything is printed
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RunError(f"not a manifest written by assay run ({type(exc).__name__}: {exc})",
                        file=str(manifest_path)) from None
@@ -160,8 +179,7 @@ def inspect_output(
             {"totals": manifest["totals"], "steps": manifest["steps"]}, option=orjson.OPT_INDENT_2
         ).decode() + "\n")
         return
-    for part in parts:
-        console.print(part)
+    print_funnel(manifest, console)
 
 
 def _type_name(annotation: Any) -> str:

@@ -21,16 +21,18 @@ def prepare_command(
     inspect: Annotated[Path | None, typer.Option("--inspect", help="print what SHARDS hold, decode a sample")]
     = None,
     force: Annotated[bool, typer.Option(help="allow sources repeated beyond their max_epochs")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace the shards in an output folder assay wrote")]
+    = False,
     dry_run: Annotated[bool, typer.Option(help="tokenize and plan the mixture, write no shards")] = False,
     samples: Annotated[int, typer.Option(help="documents to decode with --inspect")] = 2,
     seed: Annotated[int, typer.Option(help="seed of the --inspect sample")] = 0,
 ) -> None:
     """Tokenize curated outputs into training shards: mixture, repetition limits, packing.
 
-    `assay prepare RECIPE` writes the shards.
+    `assay prepare RECIPE` writes the shards; `assay prepare --inspect SHARDS` prints tokens
+    per source, phase and bucket, and decodes a sample.
 
-    `assay prepare --inspect SHARDS` prints tokens per source, phase and bucket, and decodes a sample.
+    Example: assay prepare examples/prepare.yaml
     """
     if (recipe is None) == (inspect is None):
         raise fail("give a RECIPE or --inspect SHARDS (one of them)")

@@ -16,6 +16,7 @@ from assay.cli.common import console, fail, guarded, warn
 from assay.errors import EXIT_NOT_CONVERGED
 from assay.io.ownership import WRITTEN_BY, check_file_output
 from assay.io.writers import write_json
+from assay.quantities import parse_quantity
 from assay.scaling.compare import compare_tokens
 from assay.scaling.fit import FittedLaw, LawFit, fit_groups
 from assay.scaling.laws import LAWS, make_law
@@ -23,20 +24,13 @@ from assay.scaling.plan import Plan, PlanError, flops_from_gpu_hours, make_plan
 from assay.scaling.published import GPU_PEAK_FLOPS, PUBLISHED
 from assay.scaling.runs import RunsError, read_runs
 
-_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 
-
-def parse_quantity(text: str) -> float:
-    """A positive number, optionally with a K/M/B/G/T/P suffix: '7e9', '7B', '2T', '1.4e12'."""
-    raw = text.strip().replace("_", "")
-    scale = _SUFFIXES.get(raw[-1:].lower(), 1.0) if raw[-1:].isalpha() else 1.0
+def quantity(text: str) -> float:
+    """:func:`assay.quantities.parse_quantity` for an option: a bad value is a usage error."""
     try:
-        value = float(raw[:-1] if scale != 1.0 else raw) * scale
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a number (e.g. 7e9 or 7B)") from None
-    if not (np.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"{text!r} must be a positive number")
-    return value
+        return parse_quantity(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def parse_point(text: str) -> dict[str, float]:
@@ -47,7 +41,7 @@ def parse_point(text: str) -> dict[str, float]:
         key = name.strip().upper()
         if not sep or key not in ("N", "D", "U"):
             raise typer.BadParameter(f"{part!r}: expected N=..., D=... or U=...")
-        point[key] = parse_quantity(value)
+        point[key] = quantity(value)
     return point
 
 
@@ -64,7 +58,7 @@ def fit_command(
         help="predict at a point, e.g. N=7e9,D=2e12 (repeatable)")] = None,
     compare_at: Annotated[str, typer.Option(
         help="where groups are compared: N=...[,D=...] (D defaults to 20 N)")] = "N=1e9",
-    plot: Annotated[Path | None, typer.Option(help="write a PNG plot here (needs assay[plot])")] = None,
+    plot: Annotated[Path | None, typer.Option(help="write a PNG plot here (needs the plot extra)")] = None,
     out: Annotated[Path | None, typer.Option(help="write the fit as JSON (for assay plan --law)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
@@ -73,6 +67,8 @@ def fit_command(
     Laws: chinchilla (Hoffmann et al. 2022, fitted as Besiroglu et al. 2024), kaplan
     (Kaplan et al. 2020), power (Hestness et al. 2017), data-constrained (Muennighoff et al.
     2023) and downstream (Isik et al. 2024). Exits 4 if a fit did not converge.
+
+    Example: assay fit examples/sweep-runs.csv --predict N=1e9,D=20e9 --out fit.json
     """
     for path in (out, plot):
         if path is not None:
@@ -199,19 +195,21 @@ def plan_command(
     penalty when unique tokens are short (Muennighoff et al. 2023); learning rate and batch
     size (Step Law, Li et al. 2025; DeepSeek LLM, Bi et al. 2024); vocabulary size (Tao et
     al. 2024). Every number names its law.
+
+    Example: assay plan --flops 1e21 --unique-tokens 25e9
     """
     try:
         if (flops is None) == (gpu_hours is None):
             raise PlanError("give exactly one of --flops or --gpu-hours")
         if flops is not None:
-            budget, budget_source = parse_quantity(flops), "given"
+            budget, budget_source = quantity(flops), "given"
         else:
-            budget = flops_from_gpu_hours(parse_quantity(gpu_hours or ""), gpu, mfu)
+            budget = flops_from_gpu_hours(quantity(gpu_hours or ""), gpu, mfu)
             budget_source = (f"{gpu_hours} {gpu.upper()} GPU-hours x {GPU_PEAK_FLOPS[gpu.lower()]:.4g} "
                              f"FLOP/s (dense BF16 peak) x MFU {mfu}")
         fitted = _load_law(law, group)
         result = make_plan(budget, fitted, flops_source=budget_source, d_model=d_model,
-                           unique_tokens=None if unique_tokens is None else parse_quantity(unique_tokens))
+                           unique_tokens=None if unique_tokens is None else quantity(unique_tokens))
     except (PlanError, RunsError, ValueError) as exc:
         raise fail(str(exc)) from None
     if as_json:

@@ -45,7 +45,10 @@ def train_classifier_command(
     validation: Annotated[float, typer.Option(help="held-out share for the metrics")] = 0.1,
     seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
 ) -> None:
-    """Train a quality classifier (hashed uni+bigram logistic regression) and save it."""
+    """Train a quality classifier (hashed uni+bigram logistic regression) and save it.
+
+    Example: assay select train-classifier --positive good.jsonl --negative random.jsonl --out models/quality
+    """
     check_folder(str(out), "model", [*positive, *negative])  # refused before the training, not after
     model = train_classifier(_texts(positive, text_field), _texts(negative, text_field), ngrams=ngrams,
                              num_buckets=buckets, l2=l2, validation=validation, seed=seed)
@@ -70,7 +73,10 @@ def train_lm_command(
     validation: Annotated[float, typer.Option(help="held-out share for the p30/p60 cutoffs")] = 0.1,
     seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
 ) -> None:
-    """Train a Kneser-Ney n-gram language model for the perplexity step and save it."""
+    """Train a Kneser-Ney n-gram language model for the perplexity step and save it.
+
+    Example: assay select train-lm reference.jsonl --out models/lm
+    """
     check_folder(str(out), "model", reference)
     model = train_lm(_texts(reference, text_field), order=order, validation=validation, seed=seed)
     model.info["sources"] = {"reference": reference}
@@ -91,7 +97,10 @@ def embed_target_command(
     out: Annotated[Path, typer.Option(help="target folder to write")],
     text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
 ) -> None:
-    """Embed target examples with all-MiniLM-L6-v2 for the embedding_similarity step."""
+    """Embed target examples with all-MiniLM-L6-v2 for the embedding_similarity step.
+
+    Example: assay select embed-target target.jsonl --out models/target
+    """
     from assay.steps.select.embedding import embed_target, save_target
 
     check_folder(str(out), "model", target)
@@ -103,7 +112,10 @@ def embed_target_command(
 @select_app.command("show")
 @guarded
 def show_command(model: Annotated[Path, typer.Argument(help="a model folder")]) -> None:
-    """Print a model folder's manifest: kind, parameters, training sets and metrics."""
+    """Print a model folder's manifest: kind, parameters, training sets and metrics.
+
+    Example: assay select show models/quality
+    """
     try:
         manifest = read_manifest(str(model))
     except ValueError as exc:

@@ -15,7 +15,8 @@ from rich.text import Text
 
 from assay.cli.common import console, fail, guarded, inert, warn
 from assay.io.ownership import check_file_output
-from assay.train.config import TrainConfig, parse_count
+from assay.quantities import parse_count
+from assay.train.config import TrainConfig
 
 # Options shared by the three commands (typer needs them on each function).
 Model = Annotated[str, typer.Option(help="preset (tiny, 1m, 5m, 20m, gpt2), LAYERSxWIDTH (4x128) or N (2M)")]
@@ -37,7 +38,7 @@ Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the mode
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads)")]
 EvalEvery = Annotated[int, typer.Option(help="evaluate every N steps (0: at the end only)")]
-EvalDocs = Annotated[int | None, typer.Option(help="evaluate on the first N held-out documents only")]
+EvalDocs = Annotated[int | None, typer.Option(help="evaluate on N held-out documents, evenly spread")]
 LogEvery = Annotated[int, typer.Option(help="log every N steps")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 
@@ -133,6 +134,8 @@ def train_command(
     non-embedding parameters and the training tokens. With --out, the run writes
     config.json, log.jsonl, checkpoint.safetensors and result.json, and --resume continues
     it exactly.
+
+    Example: assay train out/sweep-shards --model 2x32 --tokens 100k --out out/train
     """
     from assay.train.trainer import Trainer
 
@@ -193,7 +196,7 @@ def compare_command(
     = Path("out/compare"),
     eval_shards: Annotated[Path | None, typer.Option("--eval", help="score on this shards' held-out split "
                                                      "(default: the first recipe's)")] = None,
-    plot: Annotated[Path | None, typer.Option(help="PNG of the loss curves (needs assay[plot])")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of the loss curves (needs the plot extra)")] = None,
     confidence: Annotated[float, typer.Option(help="coverage of the intervals")] = 0.95,
     model: Model = "tiny", context: Context = None, tokens: Tokens = None, batch_tokens: BatchTokens = None,
     micro_batch_tokens: MicroBatch = None, lr: Lr = None, schedule: ScheduleOpt = "cosine",
@@ -208,6 +211,8 @@ def compare_command(
 
     Every recipe must use the same tokenizer. Runs are paired by seed (same initialisation
     and batch order), and all are scored on one held-out set that no recipe trains on.
+
+    Example: assay compare out/shards-a out/shards-b --seeds 3 --tokens 200k
     """
     from assay.train.compare import plot_curves, resolve_recipes, run_compare
 
@@ -285,6 +290,8 @@ def sweep_command(
 
     Each point gets its own Step Law learning rate and batch unless --lr/--batch-tokens are
     given. A sweep run again skips the points already in runs.csv.
+
+    Example: assay sweep out/sweep-shards --sizes 2x32,2x64 --tokens 250k,500k,1M
     """
     from assay.train.sweep import parse_list, run_sweep
 

@@ -54,7 +54,8 @@ class LocalExecutor:
         except BrokenProcessPool as exc:
             raise RunError(
                 f"a worker process died ({exc}); finished shards are kept: re-run the same "
-                "command (or with --resume) to finish the rest"
+                "command (or with --resume) to finish the rest (from a Python script, run assay "
+                "under `if __name__ == \"__main__\":`, or every worker runs the script again)"
             ) from None
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:

@@ -8,6 +8,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from assay.report.terminal import InertConsole
+
 
 def _size(n: int) -> str:
     value = float(n)
@@ -28,7 +30,7 @@ def funnel_table(manifest: dict[str, Any]) -> Table:
     read, totals = manifest["read"], manifest["totals"]
     table = Table(title=f"assay funnel: {manifest['name']}", title_justify="left")
     table.add_column("step", no_wrap=True)
-    for column in ("docs in", "kept", "rejected", "bytes in → kept", "time"):
+    for column in ("docs in", "kept", "rejected", "bytes in → kept", "worker time"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("top reasons", ratio=1)
     table.add_row(
@@ -64,16 +66,18 @@ def funnel(manifest: dict[str, Any]) -> list[RenderableType]:
     )
     balance.append("balanced" if balanced else "NOT balanced", "green" if balanced else "red")
     root = out["path"].rstrip("/")
-    where = (f"kept → {root}/{out['kept']}  rejected → {root}/{out['rejected']}  "
-             f"quarantine → {root}/{out['quarantined']}  manifest → {root}/manifest.json")
-    return [funnel_table(manifest), balance, where]
+    # Only the folders that hold something: a run with nothing rejected wrote no rejected/.
+    parts = [f"{label} → {root}/{out[key]}" for label, key in
+             (("kept", "kept"), ("rejected", "rejected"), ("quarantine", "quarantined")) if totals[key]]
+    where = "  ".join([*parts, f"manifest → {root}/manifest.json"])
+    note = ("worker time: the seconds each step took, summed over the workers that ran it in "
+            "parallel (so it can exceed the wall time)")
+    return [funnel_table(manifest), balance, where, note]
 
 
 def print_funnel(manifest: dict[str, Any], console: Console | None = None) -> None:
-    """Print :func:`funnel` (the console should be inert: names and reasons come from
-    the recipe and the documents)."""
-    console = console or Console(markup=False, emoji=False, highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 140)  # logs and pipes: do not wrap the table
+    """Print :func:`funnel` on an inert console (names and reasons come from the recipe and
+    the documents)."""
+    console = console or InertConsole()
     for part in funnel(manifest):
         console.print(part)

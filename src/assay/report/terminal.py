@@ -8,6 +8,7 @@ as markup, and strings put into a ``Text`` go through :func:`inert` first.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -42,6 +43,9 @@ class InertConsole(Console):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(markup=False, emoji=False, highlight=False, **options)
+        if not self.is_terminal and "COLUMNS" not in os.environ:
+            # Logs and pipes: Rich would assume 80 columns and wrap or cut tables.
+            self.width = max(self.width, 160)
 
     def render_str(self, text: str, **options: Any) -> Text:
         options.update(markup=False, emoji=False)

@@ -88,13 +88,3 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_count(text: str) -> int:
-    """``20M`` -> 20,000,000; ``500k``, ``1.5B``, ``2e6``, ``1_000`` (case-insensitive)."""
-    t = text.strip().lower().replace("_", "").replace(",", "")
-    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}.get(t[-1:], 1.0)
-    value = float(t[:-1] if t[-1:] in "kmbgt" else t) * scale
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"not a positive count: {text!r}")
-    return round(value)

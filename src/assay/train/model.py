@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from assay.train.config import Mlp, Positions, TrainError, parse_count
+from assay.quantities import parse_count
+from assay.train.config import Mlp, Positions, TrainError
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 from assay.io.ownership import claim_folder
 from assay.prepare.reader import Shards
-from assay.train.model import parse_count
+from assay.quantities import parse_count
 from assay.train.trainer import TrainConfig, Trainer, TrainError
 
 COLUMNS = ("params", "tokens", "loss", "unique_tokens", "group", "model", "embedding_params", "bpb",

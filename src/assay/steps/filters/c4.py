@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
 from assay.text.spacy_words import WORDS
@@ -33,19 +34,19 @@ class C4QualityParams(StepParams):
     """Rules of C4 (Raffel et al. 2020, section 2.2). None disables a numeric rule."""
 
     # Line rules: they decide which lines are kept, so changing them means recomputing.
-    remove_citations: bool = True
-    filter_no_terminal_punct: bool = True
-    min_words_per_line: int | None = 3
-    max_word_length: int | None = 1000
-    filter_javascript: bool = True
-    filter_policy: bool = True
+    remove_citations: bool = Field(True, description="remove Wikipedia citation marks such as [1]")
+    filter_no_terminal_punct: bool = Field(
+        True, description="drop lines not ending in terminal punctuation (FineWeb ran C4 without it)")
+    min_words_per_line: int | None = Field(3, description="drop lines of fewer words")
+    max_word_length: int | None = Field(1000, description="drop lines with a longer word")
+    filter_javascript: bool = Field(True, description="drop lines that mention javascript")
+    filter_policy: bool = Field(True, description="drop lines about terms of use, cookies, privacy policy")
     # Document rules: thresholds on the signals.
-    min_num_sentences: int | None = 5
-    filter_lorem_ipsum: bool = True
-    filter_curly_bracket: bool = True
-    # A local bad-words list, one word or phrase per line (for example LDNOOBW's "en" list).
-    # None (the default) turns the bad-words rule off; nothing is ever downloaded.
-    bad_words_file: str | None = None
+    min_num_sentences: int | None = Field(5, description="reject documents with fewer sentences left")
+    filter_lorem_ipsum: bool = Field(True, description="reject documents containing lorem ipsum")
+    filter_curly_bracket: bool = Field(True, description="reject documents with a curly bracket (code)")
+    bad_words_file: str | None = Field(
+        None, description="a local list of bad words, one per line (e.g. LDNOOBW's en); None: rule off")
 
 
 _COUNTS = (

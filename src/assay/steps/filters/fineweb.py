@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
 from assay.text.lines import find_duplicates
@@ -17,20 +18,18 @@ from assay.text.tables import TERMINAL_PUNCTUATION
 class FineWebQualityParams(StepParams):
     """Thresholds of the FineWeb quality filter (Penedo et al. 2024); None disables a rule."""
 
-    # Reject when fewer than this fraction of lines end in terminal punctuation...
-    line_punct_thr: float | None = 0.12
-    # ...unless no line does and this is set.
-    line_punct_exclude_zero: bool = False
-    # Reject when more than this fraction of lines are short.
-    short_line_thr: float | None = 0.67
-    # Reject when more than this fraction of characters are in duplicated lines.
-    char_duplicates_ratio: float | None = 0.01
-    # Reject when there are more than this many newlines per word.
-    new_line_ratio: float | None = 0.3
-    # These two change the signals (they need recomputing): the longest "short" line, and
-    # the line endings that count as terminal punctuation (None: datatrove's set).
-    short_line_length: int = 30
-    stop_chars: tuple[str, ...] | None = None
+    line_punct_thr: float | None = Field(
+        0.12, description="reject when fewer lines end in terminal punctuation than this share")
+    line_punct_exclude_zero: bool = Field(
+        False, description="do not apply line_punct_thr when no line ends in punctuation")
+    short_line_thr: float | None = Field(0.67, description="reject when more lines are short than this share")
+    char_duplicates_ratio: float | None = Field(
+        0.01, description="reject when more characters are in duplicated lines than this share")
+    new_line_ratio: float | None = Field(0.3, description="reject when there are more newlines per word")
+    # These two change the signals (they need recomputing).
+    short_line_length: int = Field(30, description="the longest line that counts as short, in characters")
+    stop_chars: tuple[str, ...] | None = Field(
+        None, description="line endings that count as terminal punctuation (None: datatrove's set)")
 
 
 @register

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from assay.steps.base import DocumentStep, StepOutput, StepParams, above, below, decide_set_rules, register
 from assay.text.spacy_words import WORDS
@@ -19,19 +20,19 @@ from assay.text.tables import GOPHER_STOP_WORDS
 class GopherQualityParams(StepParams):
     """Thresholds of the Gopher quality filter (Rae et al. 2021, A.1.1); None disables."""
 
-    min_doc_words: int | None = 50
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    # Applies to the hash ratio and to the ellipsis ratio alike.
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    # datatrove calls this max_non_alpha_words_ratio; it is a minimum of alphabetic words.
-    min_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
-    # Changing the word list changes the n_stop_words signal (it needs recomputing).
-    stop_words: tuple[str, ...] = GOPHER_STOP_WORDS
+    min_doc_words: int | None = Field(50, description="fewest words (symbol-only words excluded)")
+    max_doc_words: int | None = Field(100_000, description="most words")
+    min_avg_word_length: float | None = Field(3, description="shortest mean word length, in characters")
+    max_avg_word_length: float | None = Field(10, description="longest mean word length, in characters")
+    max_symbol_word_ratio: float | None = Field(
+        0.1, description="most '#' and most '...' per word (one threshold for both ratios)")
+    max_bullet_lines_ratio: float | None = Field(0.9, description="most lines that start with a bullet")
+    max_ellipsis_lines_ratio: float | None = Field(0.3, description="most lines that end in an ellipsis")
+    min_alpha_words_ratio: float | None = Field(
+        0.8, description="fewest words with a letter (datatrove's max_non_alpha_words_ratio)")
+    min_stop_words: int | None = Field(2, description="fewest of the stop words present")
+    stop_words: tuple[str, ...] = Field(
+        GOPHER_STOP_WORDS, description="the stop words (changing them changes the n_stop_words signal)")
 
 
 @register

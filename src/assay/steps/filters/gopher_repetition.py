@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from assay.steps.base import DocumentStep, StepOutput, StepParams, above, decide_set_rules, register
 from assay.text.lines import find_duplicates
@@ -297,19 +298,19 @@ def _scan_exact(
 class GopherRepetitionParams(StepParams):
     """Maximum fractions (Rae et al. 2021, Table A1); None disables a rule."""
 
-    dup_para_frac: float | None = 0.3
-    dup_para_char_frac: float | None = 0.2
-    dup_line_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
-    top_2_gram_frac: float | None = 0.20
-    top_3_gram_frac: float | None = 0.18
-    top_4_gram_frac: float | None = 0.16
-    dup_5_gram_frac: float | None = 0.15
-    dup_6_gram_frac: float | None = 0.14
-    dup_7_gram_frac: float | None = 0.13
-    dup_8_gram_frac: float | None = 0.12
-    dup_9_gram_frac: float | None = 0.11
-    dup_10_gram_frac: float | None = 0.10
+    dup_para_frac: float | None = Field(0.3, description="repeated paragraphs, share of all")
+    dup_para_char_frac: float | None = Field(0.2, description="characters in repeated paragraphs")
+    dup_line_frac: float | None = Field(0.3, description="repeated lines, share of all")
+    dup_line_char_frac: float | None = Field(0.2, description="characters in repeated lines")
+    top_2_gram_frac: float | None = Field(0.20, description="characters of the most frequent word 2-gram")
+    top_3_gram_frac: float | None = Field(0.18, description="characters of the most frequent word 3-gram")
+    top_4_gram_frac: float | None = Field(0.16, description="characters of the most frequent word 4-gram")
+    dup_5_gram_frac: float | None = Field(0.15, description="characters in repeated word 5-grams")
+    dup_6_gram_frac: float | None = Field(0.14, description="characters in repeated word 6-grams")
+    dup_7_gram_frac: float | None = Field(0.13, description="characters in repeated word 7-grams")
+    dup_8_gram_frac: float | None = Field(0.12, description="characters in repeated word 8-grams")
+    dup_9_gram_frac: float | None = Field(0.11, description="characters in repeated word 9-grams")
+    dup_10_gram_frac: float | None = Field(0.10, description="characters in repeated word 10-grams")
 
 
 _REPETITION_FRACS = (

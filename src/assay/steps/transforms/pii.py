@@ -63,28 +63,27 @@ class Detection:
 class PiiParams(StepParams):
     """What to find and how to replace it (see :class:`Pii`)."""
 
-    # The types to find; the others are left in the text (their counts stay 0).
-    types: tuple[PiiType, ...] = PII_TYPES
-    # "placeholder": every value of a type becomes the same placeholder; "hash": the
-    # placeholder carries a salted hash of the value, "<EMAIL:9f3a1c2b>".
-    mode: Literal["placeholder", "hash"] = "placeholder"
-    # Per-type replacements; types not named keep their default.
-    placeholders: dict[PiiType, str] = Field(default_factory=lambda: dict(DEFAULT_PLACEHOLDERS))
-    # The key of the hash (hash mode needs one: ``salt`` or ``salt_env``, not both). ``salt``
-    # is written to the run's manifest like every parameter; ``salt_env`` names an
-    # environment variable that holds it, so the manifest records only the name.
-    salt: str = ""
-    salt_env: str | None = None
-    # Hex digits of the hash kept in the token (4 hex digits = 16 bits).
-    hash_chars: int = Field(8, ge=4, le=64)
-    # Replace only globally reachable addresses (FineWeb's default); False replaces every
-    # valid address, private and loopback ones too.
-    public_ips_only: bool = True
-    # Regions (ISO 3166 codes) whose national formats are recognised, tried in this order;
-    # numbers written in international format ("+49 30 901820") are found whatever the list.
-    regions: tuple[str, ...] = ("US", "GB", "DE", "FR")
-    # libphonenumber's leniency: how strictly a candidate must be a valid, well-grouped number.
-    phone_leniency: PhoneLeniency = "valid"
+    types: tuple[PiiType, ...] = Field(
+        PII_TYPES, description="the types to find; the others are left in the text (counts stay 0)")
+    mode: Literal["placeholder", "hash"] = Field(
+        "placeholder", description="placeholder: one token per type; hash: the token carries a salted "
+        "hash of the value, <EMAIL:9f3a1c2b>")
+    placeholders: dict[PiiType, str] = Field(
+        default_factory=lambda: dict(DEFAULT_PLACEHOLDERS),
+        description="per-type replacements; types not named keep their default")
+    # Hash mode needs a key, ``salt`` or ``salt_env``, not both. ``salt`` is written to the
+    # run's manifest like every parameter; with ``salt_env`` the manifest records only the name.
+    salt: str = Field("", description="the key of the hash (recorded in the manifest)")
+    salt_env: str | None = Field(None, description="an environment variable holding the key (not recorded)")
+    hash_chars: int = Field(8, ge=4, le=64, description="hex digits of the hash kept in the token")
+    public_ips_only: bool = Field(
+        True, description="replace only globally reachable addresses (FineWeb); false: every valid one")
+    regions: tuple[str, ...] = Field(
+        ("US", "GB", "DE", "FR"), description="ISO 3166 regions whose national phone formats are "
+        "recognised, in order (international +49... formats always are)")
+    phone_leniency: PhoneLeniency = Field(
+        "valid", description="libphonenumber's leniency: how strictly a candidate must be a valid, "
+        "well-grouped number")
 
     @field_validator("types", mode="after")
     @classmethod
