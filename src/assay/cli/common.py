@@ -62,10 +62,9 @@ _OS_HINTS = {
 def describe_os_error(exc: OSError) -> str:
     """``PATH: reason`` for an error of the operating system (or of pyarrow's file layer)."""
     reason = _OS_HINTS.get(exc.errno or 0) or exc.strerror or str(exc)
-    path = exc.filename if exc.filename is not None else None
-    if path is None:
+    if exc.filename is None:
         return reason if exc.errno in _OS_HINTS else str(exc)
-    return f"{path}: {reason}"
+    return f"{exc.filename}: {reason}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -118,14 +118,18 @@ def check_folder(url: str, kind: str, inputs: Iterable[str] = ()) -> None:
         raise OutputError("the output is an existing file, not a folder", file=url)
     marker = read_marker(url)
     if marker is None:
-        names = {name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(path, detail=False)}
-        if names - _OWN_FILES:
+        if _entries(fs, path) - _OWN_FILES:
             raise OutputError(
                 f"the folder holds files assay did not write (it has no {MARKER} marker); "
                 "choose a new or empty folder", file=url)
     elif marker.get("kind") != kind:
         raise OutputError(f"the folder holds an assay {marker.get('kind')} output, not a {kind} "
                           "output; choose another folder", file=url)
+
+
+def _entries(fs: fsspec.AbstractFileSystem, path: str) -> set[str]:
+    """The names directly inside a folder."""
+    return {name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(path, detail=False)}
 
 
 class OwnedFolder:
@@ -167,14 +171,15 @@ class OwnedFolder:
     def discard(self) -> None:
         """Remove the folder again if this process created it and it holds nothing else
         than the marker (a run that stopped before writing anything); release the lock."""
-        names = {n.rstrip("/").rsplit("/", 1)[-1] for n in self.fs.ls(self.path, detail=False)}
-        if self.created and not names - _OWN_FILES:
+        names = _entries(self.fs, self.path)
+        unused = self.created and not names - _OWN_FILES
+        if unused:
             for name in names & {MARKER, f".{MARKER}.tmp"}:
                 self.fs.rm(f"{self.path}/{name}")
-            self.release()
+        self.release()
+        if unused:
             with contextlib.suppress(OSError):  # another run may have claimed it meanwhile
                 self.fs.rmdir(self.path)
-        self.release()
 
     def release(self) -> None:
         if self._lock is not None:
