@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from assay.pipeline import with_executor
 from assay.recipe import RecipeError, load_recipe, parse_recipe
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "sample_text.jsonl.gz"
@@ -102,3 +103,29 @@ def test_example_recipe_is_valid() -> None:
         "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
         "exact_dedup",
     ]
+
+
+def test_executor_block_chooses_ray_and_checks_its_settings() -> None:
+    base = "name: r\ninput: {path: x.jsonl}\noutput: out\nsteps: []\n"
+    recipe = parse_recipe(base + "executor: {type: ray, address: '10.0.0.5:6379', task_timeout_s: 60}\n",
+                          check_inputs=False)
+    ray = recipe.executor.ray_settings()
+    assert ray is not None and ray.address == "10.0.0.5:6379" and ray.task_timeout_s == 60
+    assert ray.max_retries == 3
+    assert parse_recipe(base, check_inputs=False).executor.ray_settings() is None
+    with pytest.raises(RecipeError) as bad:
+        parse_recipe(base + "executor: {type: dask}\n", check_inputs=False)
+    assert bad.value.line == 5 and "'local' or 'ray'" in str(bad.value)
+    with pytest.raises(RecipeError, match="max_retries"):
+        parse_recipe(base + "executor: {type: ray, max_retries: -1}\n", check_inputs=False)
+
+
+def test_command_line_executor_overrides_the_recipe() -> None:
+    base = "name: r\ninput: {path: x.jsonl}\noutput: out\nsteps: []\n"
+    recipe = parse_recipe(base, check_inputs=False)
+    ray = with_executor(recipe, "ray", "ray://head:10001")
+    assert ray.resolved()["executor"]["type"] == "ray"
+    assert ray.executor.ray_settings().address == "ray://head:10001"
+    assert with_executor(recipe, None, None) is recipe
+    with pytest.raises(RecipeError, match="--address needs the ray executor"):
+        with_executor(recipe, None, "head:6379")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from assay.engine.ids import IdPolicy
 from assay.engine.plan import PipelineError, plan_stages
+from assay.engine.settings import RaySettings
 from assay.io.files import InputError, InputFile, resolve_inputs
 from assay.io.writers import Compression, OutputFormat
 from assay.specfile import Location, RecipeError, line_of, load_yaml, located_error
@@ -56,11 +57,30 @@ class OutputSpec(_Strict):
 
 
 class ExecutorSpec(_Strict):
-    """How the local executor runs the recipe."""
+    """What runs the recipe's tasks: worker processes on this machine, or a Ray cluster."""
 
-    workers: int | None = Field(None, ge=1, description="worker processes; default: CPU count")
+    type: Literal["local", "ray"] = Field("local", description="local processes, or Ray tasks")
+    workers: int | None = Field(
+        None, ge=1, description="tasks at once; default: this machine's CPUs (local), the cluster's (ray)"
+    )
     shard_mb: float = Field(2.0, gt=0, description="decoded input per shard (task), in MB")
     keep_work: bool = Field(False, description="keep intermediate stage data after success")
+    address: str = Field(
+        "auto", min_length=1,
+        description="ray: auto (the cluster this machine is part of), local (start one here), "
+        "HOST:PORT or ray://HOST:PORT",
+    )
+    max_retries: int = Field(3, ge=0, le=100, description="ray: retries of a task whose worker or node died")
+    task_timeout_s: float | None = Field(
+        None, gt=0, description="ray: stop and retry a task running longer than this"
+    )
+    connect_timeout_s: float = Field(15.0, gt=0, le=600, description="ray: how long to try reaching address")
+
+    def ray_settings(self) -> RaySettings | None:
+        """The Ray executor's settings, or None for the local executor."""
+        if self.type != "ray":
+            return None
+        return RaySettings(self.address, self.max_retries, self.task_timeout_s, self.connect_timeout_s)
 
 
 class _RecipeFile(_Strict):

@@ -48,3 +48,21 @@ class StripDigits(DocumentStep):
         stripped = [t.translate(str.maketrans("", "", "0123456789")) for t in texts]
         removed = [len(a) - len(b) for a, b in zip(texts, stripped, strict=True)]
         return StepOutput({"digits_removed": removed}, texts=stripped)
+
+
+class FailOnParams(StepParams):
+    needle: str = "\u2400 never in a text"
+
+
+@register
+class FailOn(DocumentStep):
+    """Raises on a batch holding a text with ``needle`` (engine tests only)."""
+
+    name = "fail_on_for_test"
+    kind = "signal"
+    Params = FailOnParams
+
+    def compute(self, texts: list[str]) -> StepOutput:
+        if any(self.params.needle in t for t in texts):
+            raise ZeroDivisionError("planted failure")
+        return StepOutput({})

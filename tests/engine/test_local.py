@@ -16,7 +16,7 @@ import pytest
 from engine_helpers import read_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from steps_for_tests import MinChars, StripDigits
+from steps_for_tests import FailOn, MinChars, StripDigits
 
 from assay import Pipeline, parse_recipe, run_recipe
 from assay.engine import RunError
@@ -176,7 +176,7 @@ def test_every_input_record_is_kept_rejected_or_quarantined(records, shard_bytes
 
 _RUN = """
 import sys
-from steps_for_tests import MinChars, StripDigits
+from steps_for_tests import FailOn, MinChars, StripDigits
 from assay import Pipeline
 from assay.steps.dedup.exact import ExactDedup
 Pipeline([MinChars(min_chars=20, sleep_s=float(sys.argv[3])), ExactDedup(), StripDigits()]).run(
@@ -250,3 +250,19 @@ def test_a_transform_that_rejects_keeps_the_original_text_of_rejected_rows() -> 
     out = C4Quality()(table).to_pylist()
     assert out[0]["reason"] is None and out[0]["text"] == kept_text  # cleaned
     assert out[1]["reason"] is not None and out[1]["text"] == rejected_text  # as it came in
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_step_that_raises_names_itself_and_the_shard_and_keeps_the_traceback(
+    corpus: Path, tmp_path: Path, workers: int
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RunError) as failure:
+        Pipeline([MinChars(min_chars=1), FailOn(needle="Document 100 ")]).run(
+            str(corpus), str(out), workers=workers, shard_mb=0.002)
+    message = str(failure.value)
+    assert "step fail_on_for_test on shard 00000-" in message
+    assert "ZeroDivisionError: planted failure" in message
+    trace = out / "_progress" / "failure.txt"
+    assert f"traceback: {trace}" in message and "raise ZeroDivisionError" in trace.read_text()
+    assert list((out / "_progress" / "stage-0").glob("*.json"))  # finished shards are kept

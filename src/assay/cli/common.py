@@ -11,6 +11,7 @@ other exception is a bug, reported in one line. ``assay --debug`` shows the trac
 
 from __future__ import annotations
 
+import enum
 import errno
 import functools
 from collections.abc import Callable
@@ -27,6 +28,13 @@ __all__ = ["InertConsole", "console", "errors", "fail", "guarded", "inert", "lab
 
 console = InertConsole()
 errors = InertConsole(stderr=True, soft_wrap=True)  # one line per error, greppable in logs
+
+
+class ExecutorKind(enum.StrEnum):
+    """The ``--executor`` choices of the verbs that run tasks."""
+
+    local = "local"
+    ray = "ray"
 
 
 def label(kind: str, message: str, style: str) -> Text:

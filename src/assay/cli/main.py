@@ -25,13 +25,13 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from assay import __version__
-from assay.cli.common import console, fail, guarded, inert, options, warn
+from assay.cli.common import ExecutorKind, console, fail, guarded, inert, options, warn
 from assay.cli.prepare import prepare_command
 from assay.cli.scaling import fit_command, plan_command
 from assay.cli.select import select_app
 from assay.cli.train import compare_command, sweep_command, train_command
 from assay.engine import RunError
-from assay.pipeline import run_recipe
+from assay.pipeline import run_recipe, with_executor
 from assay.recipe import load_recipe
 from assay.report import print_funnel
 from assay.report.docstrings import as_text, first_line
@@ -100,17 +100,22 @@ def run(
     resume: Annotated[bool, typer.Option(help="finish an interrupted run into the same output")] = False,
     strict: Annotated[bool, typer.Option(help="stop at the first malformed input record")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace the run in an output folder assay wrote")] = False,
+    executor: Annotated[ExecutorKind | None, typer.Option(
+        help="run the tasks here (local) or on a Ray cluster (ray); default: the recipe's")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="with --executor ray: auto, local, HOST:PORT or ray://HOST:PORT")] = None,
 ) -> None:
     """Run a recipe: read, curate, and write kept, rejected and quarantined documents.
 
     Re-running into the same output skips the shards that are already finished, so a
-    killed run is finished by running the same command again (or with --resume).
+    killed run is finished by running the same command again (or with --resume), on
+    either executor.
 
-    Example: assay run examples/web-quality.yaml
+    Example: assay run examples/web-quality.yaml --executor ray --address 10.0.0.5:6379
     """
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite contradict each other")
-    spec = load_recipe(recipe)
+    spec = with_executor(load_recipe(recipe), executor and executor.value, address)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
         MofNCompleteColumn(), TextColumn("shards · {task.fields[docs]:,} docs", markup=False),

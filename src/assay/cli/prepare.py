@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.common import console, fail, guarded
+from assay.cli.common import ExecutorKind, console, fail, guarded
+from assay.engine.settings import RaySettings
 from assay.prepare.inspection import print_inspection
 from assay.prepare.reader import Shards
 from assay.prepare.recipe import load_prepare_recipe
@@ -26,11 +27,16 @@ def prepare_command(
     dry_run: Annotated[bool, typer.Option(help="tokenize and plan the mixture, write no shards")] = False,
     samples: Annotated[int, typer.Option(help="documents to decode with --inspect")] = 2,
     seed: Annotated[int, typer.Option(help="seed of the --inspect sample")] = 0,
+    executor: Annotated[ExecutorKind, typer.Option(
+        help="tokenize here (local) or as Ray tasks on a cluster (ray)")] = ExecutorKind.local,
+    address: Annotated[str | None, typer.Option(
+        help="with --executor ray: auto, local, HOST:PORT or ray://HOST:PORT")] = None,
 ) -> None:
     """Tokenize curated outputs into training shards: mixture, repetition limits, packing.
 
     `assay prepare RECIPE` writes the shards; `assay prepare --inspect SHARDS` prints tokens
-    per source, phase and bucket, and decodes a sample.
+    per source, phase and bucket, and decodes a sample. With `--executor ray` the sources
+    are tokenized by Ray tasks (the mixture is drawn here); the shards are the same bytes.
 
     Example: assay prepare examples/prepare.yaml
     """
@@ -41,7 +47,10 @@ def prepare_command(
         return
     assert recipe is not None
     spec = load_prepare_recipe(recipe)
-    result = prepare(spec, force=force, overwrite=overwrite, dry_run=dry_run, log=console.print)
+    if address is not None and executor != ExecutorKind.ray:
+        raise fail("--address needs the ray executor (--executor ray)")
+    ray = RaySettings(address or "auto") if executor == ExecutorKind.ray else None
+    result = prepare(spec, force=force, overwrite=overwrite, dry_run=dry_run, log=console.print, ray=ray)
     m = result.manifest
     for name, s in m["sources"].items():
         console.print(f"{name}: {s['tokens']:,} tokens of {s['unique_tokens']:,} unique, "

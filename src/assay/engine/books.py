@@ -86,8 +86,9 @@ class Ledger:
             self.reports[(stage, self.shards[0])].setdefault("fit_seconds", {})[step] = seconds
 
     def manifest(self, steps: Sequence[Step], settings: RunSettings, inputs: list[dict[str, Any]],
-                 stages: list[Stage], started: float) -> dict[str, Any]:
-        """Every report summed into the manifest, checked against the rows on disk."""
+                 stages: list[Stage], started: float, executor: dict[str, Any]) -> dict[str, Any]:
+        """Every report summed into the manifest, checked against the rows on disk;
+        ``executor`` describes what ran the tasks."""
         read = ReadStats()
         per_step = {s.name: StepStats(s.name, s.kind) for s in steps}
         for (stage, _shard), report in sorted(self.reports.items()):
@@ -104,7 +105,7 @@ class Ledger:
         manifest = build_manifest(
             settings=settings, inputs=inputs, read=read, steps=step_list, counted=counted,
             problems=problems, n_shards=len(self.shards), n_stages=len(stages),
-            started=started, resumed=self.resumed, workers=settings.workers,
+            started=started, resumed=self.resumed, executor=executor,
         )
         warnings = [f"{i['url']}: quarantined whole: {i['problem']}" for i in inputs if i.get("problem")]
         ids = read_json(self.layout.progress_file("ids.json"))

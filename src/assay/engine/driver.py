@@ -20,15 +20,14 @@ from typing import Any
 import fsspec
 
 from assay.engine.books import Ledger, Report
-from assay.engine.executor import Executor
+from assay.engine.executor import Executor, open_executor
 from assay.engine.fingerprint import fingerprint, hash_inputs, hash_references
 from assay.engine.ids import count_duplicates, describe_duplicates
 from assay.engine.layout import RUN_NAMES, Layout, publish_folder
-from assay.engine.local import LocalExecutor
 from assay.engine.plan import Stage, plan_stages
 from assay.engine.settings import Notice, Progress, RunError, RunResult, RunSettings, SilentProgress
 from assay.engine.stats import AccountingError
-from assay.engine.worker import Task, WorkerContext
+from assay.engine.worker import Task, TaskFailed, WorkerContext
 from assay.io.ownership import OwnedFolder, claim_folder
 from assay.io.readers import plan_chunks
 from assay.io.writers import read_json, write_json
@@ -76,16 +75,17 @@ def _run_owned(
     write_json(layout.progress_file("fingerprint.json"), marker)
 
     ledger = Ledger(layout, len(stages))
-    executor = LocalExecutor(WorkerContext(stages, settings.fields, layout, settings.strict),
-                             settings.workers)
+    executor = open_executor(settings, WorkerContext(stages, settings.fields, layout, settings.strict))
     try:
         if not ledger.load_finished_run():
             for stage in stages:
                 _run_stage(stage, settings, ledger, executor, progress)
+    except TaskFailed as exc:
+        raise _with_trace(exc, layout) from None
     finally:
         executor.close()
 
-    manifest = ledger.manifest(steps, settings, inputs, stages, started)
+    manifest = ledger.manifest(steps, settings, inputs, stages, started, executor.describe())
     write_json(layout.manifest, manifest)
     problems = manifest["accounting"]["problems"]
     if problems:
@@ -93,6 +93,17 @@ def _run_owned(
     if not settings.keep_work:
         owned.clear(["_work"])
     return RunResult(layout.root, manifest)
+
+
+def _with_trace(failure: TaskFailed, layout: Layout) -> RunError:
+    """The failure, its traceback kept in the output's progress folder for the user."""
+    path = layout.progress_file("failure.txt")
+    try:
+        with fsspec.open(path, "w", encoding="utf-8") as out:
+            out.write(failure.trace)
+    except OSError:
+        return failure
+    return RunError(f"{failure}; finished shards are kept (traceback: {path})")
 
 
 def _run_stage(stage: Stage, settings: RunSettings, ledger: Ledger, executor: Executor,
@@ -156,10 +167,13 @@ def _check_ids(settings: RunSettings, shards: list[str]) -> None:
 
 def _fit(step: GlobalStep, layout: Layout, stage: int, ledger: Ledger, executor: Executor) -> GlobalState:
     started = time.perf_counter()
-    scratch = _scratch_folder(layout, stage, step.name)
+    scratch, shared = _scratch_folder(layout, stage, step.name)
     ctx = FitContext(
         shards=[layout.work(stage, shard) for shard in ledger.shards], shard_sizes=ledger.rows_out(stage),
-        scratch=scratch, map=executor.map, workers=executor.workers,
+        scratch=scratch, workers=executor.workers,
+        # The map work writes into the scratch folder: where that is a temporary folder of
+        # this machine (the output is remote), only this machine can run it.
+        map=executor.map if shared or executor.runs_here else _map_here,
         publish=lambda local, name: publish_folder(layout, local, name),
     )
     try:
@@ -173,17 +187,22 @@ def _fit(step: GlobalStep, layout: Layout, stage: int, ledger: Ledger, executor:
     return state
 
 
-def _scratch_folder(layout: Layout, stage: int, name: str) -> str:
-    """An empty local folder for a fit's intermediate files: under the run's work folder
-    when the output is local, else a temporary folder."""
+def _map_here(fn: Any, items: Sequence[Any]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
+def _scratch_folder(layout: Layout, stage: int, name: str) -> tuple[str, bool]:
+    """An empty local folder for a fit's intermediate files, and whether the workers share
+    it: under the run's work folder when the output is local (on a cluster, on storage
+    every node mounts), else a temporary folder of this machine."""
     fs, root = fsspec.core.url_to_fs(layout.root)
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     if "file" in protocols:
         folder = os.path.join(root, "_work", f"stage-{stage}", f"fit-{name}")
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
-        return folder
-    return tempfile.mkdtemp(prefix=f"assay-fit-{name}-")
+        return folder, True
+    return tempfile.mkdtemp(prefix=f"assay-fit-{name}-"), False
 
 
 def _describe(stage: Stage) -> str:

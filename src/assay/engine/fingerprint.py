@@ -17,11 +17,10 @@ from assay.steps import Step
 
 def fingerprint(settings: RunSettings, input_hashes: list[dict[str, Any]],
                 references: dict[str, str]) -> str:
-    """SHA-256 of everything that decides the output (not the worker count, not the name)."""
+    """SHA-256 of everything that decides the output: not the name, and of the executor
+    only the shard size (a run started on one executor can be finished on another)."""
     recipe = dict(settings.resolved_recipe)
-    executor = dict(recipe.get("executor", {}))
-    executor.pop("workers", None)  # the worker count does not change the output
-    recipe["executor"] = executor
+    recipe.pop("executor", None)
     recipe.pop("name", None)
     payload = repr((recipe, [(h["url"], h["sha256"]) for h in input_hashes], settings.shard_bytes,
                     sorted(references.items())))

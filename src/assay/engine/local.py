@@ -24,6 +24,8 @@ from assay.engine.worker import Task, WorkerContext, init_worker, run_task, run_
 class LocalExecutor:
     """Runs tasks in a pool of ``workers`` processes (or in-process for one worker)."""
 
+    runs_here = True
+
     def __init__(self, ctx: WorkerContext, workers: int) -> None:
         self.ctx = ctx
         self.workers = workers
@@ -68,6 +70,9 @@ class LocalExecutor:
                 f"a worker process died while fitting ({exc}); finished shards are kept: re-run "
                 "the same command (or with --resume) to finish the rest"
             ) from None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local", "workers": self.workers}
 
     def close(self) -> None:
         if self.pool is not None:

@@ -22,7 +22,7 @@ def build_manifest(
     n_stages: int,
     started: float,
     resumed: int,
-    workers: int,
+    executor: dict[str, Any],
 ) -> dict[str, Any]:
     layout = settings.layout
     return {
@@ -35,8 +35,7 @@ def build_manifest(
         "inputs": inputs,
         "seed": settings.seed,
         "executor": {
-            "kind": "local",
-            "workers": workers,
+            **executor,
             "shard_bytes": settings.shard_bytes,
             "shards": n_shards,
             "stages": n_stages,

@@ -45,6 +45,16 @@ class SilentProgress:
         pass
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how the Ray executor (:mod:`assay.engine.ray`) runs tasks."""
+
+    address: str = "auto"  # "auto" | "local" | HOST:PORT | ray://HOST:PORT
+    max_retries: int = 3  # per task, when its worker or node dies (or it times out)
+    task_timeout_s: float | None = None  # a task running longer is stopped and retried
+    connect_timeout_s: float = 15.0
+
+
 @dataclass
 class RunSettings:
     """Everything a run needs besides the steps."""
@@ -61,6 +71,7 @@ class RunSettings:
     overwrite: bool = False
     resume: bool = False  # require an earlier run of the same recipe to finish
     id_policy: IdPolicy = "keep"
+    ray: RaySettings | None = None  # None: the local executor
     resolved_recipe: dict[str, Any] = field(default_factory=dict)
 
 

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,10 @@ from assay.engine.layout import Layout
 from assay.engine.plan import Stage
 from assay.engine.settings import RunError
 from assay.engine.stats import ReadStats, StepStats
+from assay.errors import AssayError
 from assay.io.chunks import FieldMap, RawChunk
 from assay.io.readers import decode_chunk, quarantine_table
+from assay.io.slices import ChunkSlice, read_slice
 from assay.io.writers import write_json, write_table
 from assay.steps import Step
 
@@ -53,12 +56,24 @@ class Task:
 
     stage: int
     shard: str
-    chunk: RawChunk | None = None  # stage 0
+    chunk: RawChunk | ChunkSlice | None = None  # stage 0: the records, or where they lie
     state: Any = None  # stages after a global step: that step's decision for this shard
 
 
 class StrictInputError(RunError):
     """Raised in --strict mode at the first malformed record."""
+
+
+class TaskFailed(RunError):
+    """Code inside a task raised: ``what`` names the step and shard (or the fit's part),
+    ``trace`` is the traceback from the worker."""
+
+    def __init__(self, what: str, error: str, trace: str) -> None:
+        super().__init__(f"{what} failed: {error}")
+        self.what, self.error, self.trace = what, error, trace
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries whole
+        return (TaskFailed, (self.what, self.error, self.trace))
 
 
 _CONTEXT: WorkerContext | None = None
@@ -119,12 +134,12 @@ def _split(table: pa.Table, step_name: str) -> tuple[pa.Table, pa.Table | None]:
 
 
 def _run_step(
-    stats: StepStats, table: pa.Table, call: Any, rejected_parts: list[pa.Table]
+    stats: StepStats, table: pa.Table, call: Any, rejected_parts: list[pa.Table], shard: str
 ) -> pa.Table:
     started = time.perf_counter()
     stats.docs_in += table.num_rows
     stats.bytes_in += text_bytes(table)
-    marked = call(table)
+    marked = _call_step(stats.name, shard, call, table)
     kept, rejected = _split(marked, stats.name)
     stats.docs_kept += kept.num_rows
     stats.bytes_kept += text_bytes(kept)
@@ -135,6 +150,19 @@ def _run_step(
         rejected_parts.append(rejected)
     stats.seconds += time.perf_counter() - started
     return kept
+
+
+def _call_step(name: str, shard: str, call: Any, table: pa.Table) -> pa.Table:
+    """``call(table)``; a step's own failure is raised as :class:`TaskFailed`, naming the
+    step and the shard. Errors the user can act on as they are (a full disk, a denied
+    permission, assay's own errors, memory) pass unchanged."""
+    try:
+        return call(table)
+    except (AssayError, OSError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise TaskFailed(f"step {name} on shard {shard}", f"{type(exc).__name__}: {exc}",
+                         traceback.format_exc()) from exc
 
 
 def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
@@ -150,7 +178,8 @@ def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
 
     if task.stage == 0:
         assert task.chunk is not None
-        table, bad = decode_chunk(task.chunk, ctx.fields)
+        chunk = read_slice(task.chunk) if isinstance(task.chunk, ChunkSlice) else task.chunk
+        table, bad = decode_chunk(chunk, ctx.fields)
         if bad and ctx.strict:
             first = bad[0]
             where = f"line {first.line}" if first.line is not None else "end of stream"
@@ -169,12 +198,12 @@ def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
     if stage.apply is not None:
         global_step, state = stage.apply, task.state
         table = _run_step(stats_for(global_step), table,
-                          lambda t: global_step.apply(t, state), rejected_parts)
+                          lambda t: global_step.apply(t, state), rejected_parts, task.shard)
     for step in stage.steps:
-        table = _run_step(stats_for(step), table, step, rejected_parts)
+        table = _run_step(stats_for(step), table, step, rejected_parts, task.shard)
     if stage.keys_for is not None:
         started = time.perf_counter()
-        table = stage.keys_for(table)
+        table = _call_step(stage.keys_for.name, task.shard, stage.keys_for, table)
         stats_for(stage.keys_for).seconds += time.perf_counter() - started
         write_table(table, layout.work(task.stage, task.shard), "parquet", "zstd")
     else:

@@ -176,15 +176,21 @@ def _decompressor(codec: str | None) -> Any:
     raise InputError(f"unsupported compression {codec!r}")
 
 
-def read_blocks(f: InputFile) -> Iterator[bytes]:
-    """Decoded blocks of a file, decompressed incrementally.
+def read_blocks(f: InputFile, start: int = 0) -> Iterator[bytes]:
+    """Decoded blocks of a file from decoded byte ``start`` on, decompressed incrementally.
 
     Decompressing here (rather than through a file object) yields every byte that decodes
     before a break, so a truncated file loses only its broken tail. Raises
-    :class:`TruncatedStream` (or the codec's error) where the stream breaks.
+    :class:`TruncatedStream` (or the codec's error) where the stream breaks. A plain file
+    is read from ``start`` directly; a compressed one is decoded from its beginning and the
+    first ``start`` bytes are dropped.
     """
+    if start and f.compression is not None:
+        yield from _skip(read_blocks(f), start)
+        return
     with fsspec.open(f.url, "rb") as stream:
         if f.compression is None:
+            stream.seek(start)
             while block := stream.read(_READ_BLOCK):
                 yield block
             return
@@ -202,6 +208,15 @@ def read_blocks(f: InputFile) -> Iterator[bytes]:
                 decoder, fed = _decompressor(f.compression), False
         if fed and not decoder.eof:
             raise TruncatedStream("the compressed data ends before its end-of-stream marker")
+
+
+def _skip(blocks: Iterator[bytes], count: int) -> Iterator[bytes]:
+    for block in blocks:
+        if count >= len(block):
+            count -= len(block)
+            continue
+        yield block[count:]
+        count = 0
 
 
 def read_decoded(f: InputFile) -> bytes:

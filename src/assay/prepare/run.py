@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from assay.documents import SOURCE
+from assay.engine.settings import RaySettings
 from assay.io.ownership import claim_folder
 from assay.io.writers import write_json
 from assay.prepare import layout
@@ -45,8 +48,17 @@ from assay.prepare.sources import (
     split_heldout,
     training_sample,
 )
-from assay.prepare.tokenizer import Encoder, load_encoder, train_encoder
-from assay.prepare.writing import column_objects, phase_order, tokenize_sources, write_heldout, write_split
+from assay.prepare.tokenizer import EncodeJob, Encoder, encode_job, load_encoder, train_encoder
+from assay.prepare.writing import (
+    BATCH_BYTES,
+    EncodeMany,
+    column_objects,
+    encode_here,
+    phase_order,
+    tokenize_sources,
+    write_heldout,
+    write_split,
+)
 from assay.versions import dependency_versions
 
 FORMAT_VERSION = 1
@@ -93,7 +105,7 @@ def _check_structure(mixture: MixtureSpec) -> None:
 
 
 def prepare(recipe: PrepareRecipe, *, force: bool = False, overwrite: bool = False, dry_run: bool = False,
-            log: Log | None = None) -> PrepareResult:
+            log: Log | None = None, ray: RaySettings | None = None) -> PrepareResult:
     """Run a prepare recipe: check, tokenize, plan and draw the mixture, write the shards.
 
     Everything that can be refused without tokenizing is refused first (the output folder,
@@ -102,7 +114,9 @@ def prepare(recipe: PrepareRecipe, *, force: bool = False, overwrite: bool = Fal
     written. ``force`` allows sources beyond their ``max_epochs``; ``dry_run`` stops after
     planning and returns the manifest it would write. The output must be new, empty or a
     prepare output (:mod:`assay.io.ownership`), never one of the sources, and is locked
-    while this runs; ``overwrite`` replaces the shards of an earlier prepare there.
+    while this runs; ``overwrite`` replaces the shards of an earlier prepare there. With
+    ``ray``, the sources are tokenized by Ray tasks on that cluster (the draw stays here);
+    the shards are the same bytes.
     """
     say: Log = log or (lambda _msg: None)
     out = Path(recipe.output)
@@ -116,7 +130,7 @@ def prepare(recipe: PrepareRecipe, *, force: bool = False, overwrite: bool = Fal
                                    "replace them")
             owned.clear(held)
         try:
-            result = _prepare(recipe, out, force=force, dry_run=dry_run, say=say)
+            result = _prepare(recipe, out, force=force, dry_run=dry_run, say=say, ray=ray)
         except BaseException:
             owned.clear([layout.WORK])
             owned.discard()
@@ -126,7 +140,8 @@ def prepare(recipe: PrepareRecipe, *, force: bool = False, overwrite: bool = Fal
         return result
 
 
-def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, say: Log) -> PrepareResult:
+def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, say: Log,
+             ray: RaySettings | None) -> PrepareResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     mixture = recipe.resolved_mixture()
@@ -163,10 +178,11 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     work = out / layout.WORK
     if work.exists():
         shutil.rmtree(work)
-    first_doc, lengths = tokenize_sources(sources, encoder, work / "tokens", say)
-    if held:
-        held_first, held_lengths = tokenize_sources(held, encoder, work / layout.HELDOUT,
-                                                    lambda msg: say(f"held-out {msg}"))
+    with _encoding(ray, sources) as (encode, batch_bytes):
+        first_doc, lengths = tokenize_sources(sources, encoder, work / "tokens", say, encode, batch_bytes)
+        if held:
+            held_first, held_lengths = tokenize_sources(
+                held, encoder, work / layout.HELDOUT, lambda msg: say(f"held-out {msg}"), encode, batch_bytes)
     timings["tokenize"] = time.perf_counter() - clock
     unique = {s.name: int(lengths[first_doc[i]: first_doc[i + 1]].sum()) for i, s in enumerate(sources)}
     shares = _shares(mixture, unique)
@@ -207,6 +223,28 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, dry_run: bool, sa
     manifest["timings"] = timings
     write_json(str(out / layout.MANIFEST), manifest)
     return PrepareResult(out, manifest, warnings)
+
+
+@contextmanager
+def _encoding(ray: RaySettings | None, sources: Sequence[SourceDocs]) -> Iterator[tuple[EncodeMany, int]]:
+    """How to encode the sources' batches, and the batch size: in this process, or as Ray
+    tasks (batches small enough that every CPU of the cluster gets several)."""
+    if ray is None:
+        yield encode_here, BATCH_BYTES
+        return
+    from assay.engine.ray import RayExecutor
+
+    executor = RayExecutor(None, ray)
+    try:
+        def encode(encoder: Encoder, parts: list[pa.ChunkedArray]) -> list[tuple[np.ndarray, np.ndarray]]:
+            jobs = [EncodeJob(encoder.spec_bytes, encoder.eos, encoder.engine, p.combine_chunks())
+                    for p in parts]
+            return executor.map(encode_job, jobs)
+
+        total = sum(int(s.n_bytes.sum()) for s in sources)
+        yield encode, int(min(BATCH_BYTES, max(1 << 20, total // (4 * executor.workers))))
+    finally:
+        executor.close()
 
 
 def _estimate_epochs(mixture: MixtureSpec, sources: Sequence[SourceDocs], encoder: Encoder,

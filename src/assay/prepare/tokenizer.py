@@ -296,6 +296,32 @@ def encoder_from_json(data: bytes, *, eos: str = DEFAULT_EOS, engine: Engine = "
                    not_tiktoken=reason)
 
 
+@dataclass(frozen=True)
+class EncodeJob:
+    """A batch of documents to encode elsewhere (a Ray task), with the tokenizer it needs."""
+
+    spec_bytes: bytes
+    eos: str
+    engine: Literal["tiktoken", "hf"]  # the engine the driver chose, so both encode alike
+    texts: Any  # a pyarrow string array
+
+
+_ENCODERS: dict[tuple[str, str, str], Encoder] = {}
+
+
+def encode_job(job: EncodeJob) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Encoder.encode_documents` of the job's texts, in one thread (a task has one
+    CPU); the encoder is built once per process."""
+    key = (hashlib.sha256(job.spec_bytes).hexdigest(), job.eos, job.engine)
+    encoder = _ENCODERS.get(key)
+    if encoder is None:
+        encoder = encoder_from_json(job.spec_bytes, eos=job.eos, engine=job.engine)
+        encoder.threads = 1
+        _ENCODERS.clear()
+        _ENCODERS[key] = encoder
+    return encoder.encode_documents(job.texts.to_pylist())
+
+
 def load_encoder(path: str | Path, *, eos: str = DEFAULT_EOS, engine: Engine = "auto") -> Encoder:
     """Load a local ``tokenizer.json``; :class:`TokenizerError` if missing or corrupt."""
     path = Path(path)

@@ -5,7 +5,7 @@ the documents table that maps every position back to its source and id."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,20 +31,31 @@ BATCH_BYTES = 64 << 20  # text tokenized per batch
 GATHER_TOKENS = 1 << 24  # tokens gathered per block when writing shards
 
 
-def tokenize_sources(sources: Sequence[SourceDocs], encoder: Encoder, prefix: Path,
-                     log: Log) -> tuple[np.ndarray, np.ndarray]:
+EncodeMany = Callable[[Encoder, list[pa.ChunkedArray]], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+
+def encode_here(encoder: Encoder, parts: list[pa.ChunkedArray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Encode each part in this process (the encoder's threads), one part at a time."""
+    for part in parts:
+        yield encoder.encode_documents(part.to_pylist())
+
+
+def tokenize_sources(sources: Sequence[SourceDocs], encoder: Encoder, prefix: Path, log: Log,
+                     encode: EncodeMany = encode_here, batch_bytes: int = BATCH_BYTES
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Tokenize every source into one work file (sources back to back, each document followed
-    by EOS); return each source's first document number (and the total) and every length."""
+    by EOS); return each source's first document number (and the total) and every length.
+    ``encode`` turns a source's batches into tokens and lengths, in order: here, or as tasks
+    on a cluster."""
     writer = TokenWriter(prefix, encoder.dtype)
     all_lengths = []
     first = [0]
     for s in sources:
-        sizes = s.n_bytes
-        bounds = batches(sizes, BATCH_BYTES)
+        bounds = batches(s.n_bytes, batch_bytes)
         texts = s.table.column(TEXT)
+        parts = [texts.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
         n_tokens = 0
-        for a, b in itertools.pairwise(bounds):
-            flat, lengths = encoder.encode_documents(texts.slice(a, b - a).to_pylist())
+        for flat, lengths in encode(encoder, parts):
             writer.write(flat, lengths)
             all_lengths.append(lengths)
             n_tokens += flat.size

@@ -1,7 +1,7 @@
 """The step interface and the registry of step names.
 
 A step maps an Arrow table to an Arrow table, so the same object runs in the local
-executor, in a Ray Data ``map_batches`` call, or by hand in a notebook:
+executor's workers, in a Ray task, or by hand in a notebook:
 
 * a *signal* step appends columns ``<step>.<signal>``;
 * a *filter* is a signal step plus :meth:`DocumentStep.decide`, which turns the signals
