@@ -1,0 +1,101 @@
+"""The request cache: every answered request of a run, in SQLite in the output folder.
+
+A request's key is a hash of what decides its answer (model, messages, sampling parameters,
+the document's id and the sample's index), so a resumed or repeated run finds every answer
+it already paid for and sends nothing again; byte-identical resume comes from here, not
+from the server. Failed requests are not cached: a later run asks again. The same database
+keeps the run's spending (requests sent and their cost), so the caps hold across every
+worker process of the machine. SQLite needs a file system with working locks: a local disk,
+not a network mount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL,
+                                    tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS spending (id INTEGER PRIMARY KEY CHECK (id = 0),
+                                     requests INTEGER NOT NULL, cost REAL NOT NULL);
+INSERT OR IGNORE INTO spending VALUES (0, 0, 0.0);
+"""
+
+
+def request_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], doc_id: str,
+                sample: int = 0) -> str:
+    """SHA-256 of everything that decides an answer, in a canonical JSON form."""
+    payload = orjson.dumps([model, messages, params, doc_id, sample], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(payload).hexdigest()
+
+
+@dataclass(frozen=True)
+class Cached:
+    text: str
+    tokens_in: int
+    tokens_out: int
+
+
+class RequestCache:
+    """Answers by request key, and the run's spending, in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Cached]:
+        keys = list(keys)
+        found: dict[str, Cached] = {}
+        for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            part = keys[start:start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(
+                f"SELECT key, text, tokens_in, tokens_out FROM answers WHERE key IN ({marks})", part)
+            found.update({k: Cached(t, i, o) for k, t, i, o in rows})
+        return found
+
+    def put(self, key: str, answer: Cached) -> None:
+        self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
+                         (key, answer.text, answer.tokens_in, answer.tokens_out))
+
+    def reserve(self, max_requests: int | None, max_cost: float | None) -> bool:
+        """Count one more request against the caps, atomically; False if a cap is reached."""
+        with self._transaction():
+            requests, cost = self._db.execute("SELECT requests, cost FROM spending").fetchone()
+            if (max_requests is not None and requests >= max_requests) or (
+                    max_cost is not None and cost >= max_cost):
+                return False
+            self._db.execute("UPDATE spending SET requests = requests + 1")
+            return True
+
+    def spend(self, cost: float) -> None:
+        self._db.execute("UPDATE spending SET cost = cost + ?", (cost,))
+
+    def spending(self) -> tuple[int, float]:
+        requests, cost = self._db.execute("SELECT requests, cost FROM spending").fetchone()
+        return int(requests), float(cost)
+
+    def _transaction(self) -> Any:
+        db = self._db
+
+        class _Immediate:
+            def __enter__(self) -> None:
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind: Any, *_: Any) -> None:
+                db.execute("ROLLBACK" if kind else "COMMIT")
+
+        return _Immediate()
+
+    def close(self) -> None:
+        self._db.close()

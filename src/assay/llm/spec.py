@@ -1,0 +1,33 @@
+"""The recipe's ``llm:`` block: which server and model, how hard to push it, what it costs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LLMSpec(BaseModel):
+    """How every LLM step of a recipe reaches its model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["openai"] = Field("openai", description="an OpenAI-compatible HTTP server")
+    base_url: str = Field(description="the server's API root, e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="the model name the server knows")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key (none: local servers)")
+    max_concurrency: int = Field(16, ge=1, le=4096, description="requests in flight at once")
+    timeout_s: float = Field(60.0, gt=0, description="per request, before it is retried")
+    max_retries: int = Field(4, ge=0, le=20, description="retries on 429, 5xx, timeouts, lost connections")
+    backoff_s: float = Field(1.0, ge=0, description="first retry's wait; doubles each retry")
+    temperature: float = Field(0.0, ge=0, le=2)
+    seed: int | None = Field(0, description="sent with each request where the server honours it")
+    max_tokens: int = Field(512, ge=1, description="longest answer")
+    price_in_per_m: float = Field(0.0, ge=0, description="USD per million input tokens")
+    price_out_per_m: float = Field(0.0, ge=0, description="USD per million output tokens")
+    max_requests: int | None = Field(None, ge=0, description="cap on requests sent (cache hits are free)")
+    max_cost_usd: float | None = Field(None, ge=0, description="cap on money spent")
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.price_in_per_m + tokens_out * self.price_out_per_m) / 1e6
