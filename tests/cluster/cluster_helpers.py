@@ -129,7 +129,8 @@ class RayCluster:
         raise RuntimeError(f"node {node} has no raylet")
 
     def stop(self) -> None:
-        """Kill every process inside the namespace (all started here), then the holder."""
+        """Kill every process inside the namespace (all started here), then the holder, and
+        remove the cluster's temporary folder."""
         if self.holder is None:
             return
         namespace = os.readlink(f"/proc/{self.holder.pid}/ns/net")
@@ -148,6 +149,7 @@ class RayCluster:
         for node in self.nodes:
             node.wait()
         self.holder = None
+        shutil.rmtree(self.folder, ignore_errors=True)  # the nodes' logs and Ray's session
 
     # -- running assay in the namespace ---------------------------------------------------
 
