@@ -158,7 +158,7 @@ def _call_step(name: str, shard: str, call: Any, table: pa.Table) -> pa.Table:
     permission, assay's own errors, memory) pass unchanged."""
     try:
         return call(table)
-    except (AssayError, OSError, MemoryError, KeyboardInterrupt):
+    except (AssayError, OSError, MemoryError):
         raise
     except Exception as exc:
         raise TaskFailed(f"step {name} on shard {shard}", f"{type(exc).__name__}: {exc}",

@@ -83,10 +83,10 @@ def read_slice(where: ChunkSlice) -> RawChunk:
                         _read_rows(where.file, where.first_line - 1, where.count))
     if where.kind == "html":
         return next(html_file_chunks(list(where.html_files), chunk_bytes=2**62))
-    for chunk in warc_chunks(where.file_index, where.file, where.chunk_bytes):
-        if chunk.chunk_index == where.chunk_index:
-            return chunk
-    raise RuntimeError(f"{where.file.url}: chunk {where.chunk_index} is gone; did the file change?")
+    chunk = next(read_slices([where]), None)  # a WARC file: cut again up to the chunk
+    if chunk is None:
+        raise RuntimeError(f"{where.file.url}: chunk {where.chunk_index} is gone; did the file change?")
+    return chunk
 
 
 def read_slices(slices: Sequence[ChunkSlice]) -> Iterator[RawChunk]:

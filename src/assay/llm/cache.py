@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,17 +86,17 @@ class RequestCache:
         requests, cost = self._db.execute("SELECT requests, cost FROM spending").fetchone()
         return int(requests), float(cost)
 
-    def _transaction(self) -> Any:
-        db = self._db
-
-        class _Immediate:
-            def __enter__(self) -> None:
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind: Any, *_: Any) -> None:
-                db.execute("ROLLBACK" if kind else "COMMIT")
-
-        return _Immediate()
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """An immediate (write-locked) transaction: no other process reads between our
+        read and our write."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
