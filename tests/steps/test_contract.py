@@ -12,6 +12,7 @@ a step shows that the first check fails when a step drops its schema on an empty
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -49,8 +50,20 @@ def documents() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def params(tmp_path_factory: pytest.TempPathFactory, documents: list[dict[str, Any]]) -> dict[str, dict]:
-    """Parameters for the steps that need a file: a benchmark, a target set, trained models."""
+def llm_server():
+    """The LLM steps' model: the scripted server of tests/llm, answering in every format."""
+    spec = importlib.util.spec_from_file_location("scripted_server", ROOT / "tests/llm/scripted_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with module.ScriptedServer(reply=module.cooperative_reply) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory: pytest.TempPathFactory, documents: list[dict[str, Any]],
+           llm_server: Any) -> dict[str, dict]:
+    """Parameters for the steps that need a file (a benchmark, a target set, trained models)
+    or a model to ask (the LLM steps)."""
     from assay.steps.select.classifier import train_classifier
     from assay.steps.select.embedding import embed_target, save_target
     from assay.steps.select.perplexity import train_lm
@@ -70,6 +83,11 @@ def params(tmp_path_factory: pytest.TempPathFactory, documents: list[dict[str, A
         "quality_classifier": {"model": str(folder / "classifier")},
         "perplexity": {"model": str(folder / "lm"), "head_max": 1e4, "middle_max": 1e5},
         "embedding_similarity": {"target": str(folder / "embedded")},
+        "sample": {"fraction": 0.5},
+        **{name: {"llm": {"base_url": llm_server.base_url, "model": "scripted", "max_retries": 0}, **more}
+           for name, more in (("llm_rate", {}), ("llm_rephrase", {"styles": ["easy"]}),
+                              ("prox_refine", {"max_chunk_lines": 200}),
+                              ("entigraph", {"pairs_per_doc": 2}))},
     }
 
 

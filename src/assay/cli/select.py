@@ -1,6 +1,7 @@
 """The ``assay select`` commands: fit selector models that recipe steps then use.
 
-* ``assay select train-classifier --positive P --negative N --out MODEL`` (quality_classifier)
+* ``assay select train-classifier --positive P --negative N --out MODEL`` (quality_classifier),
+  or ``--labelled L --target FIELD`` for a regression on LLM scores (FineWeb-Edu)
 * ``assay select train-lm REFERENCE --out MODEL`` (perplexity)
 * ``assay select embed-target TARGET --out MODEL`` (embedding_similarity; extra ``embed``)
 * ``assay select show MODEL``: what a model folder holds and how it was fitted
@@ -19,10 +20,10 @@ import typer
 
 from assay.cli.common import console, fail, guarded
 from assay.io.ownership import check_folder
-from assay.steps.select.classifier import train_classifier
+from assay.steps.select.classifier import train_classifier, train_regressor
 from assay.steps.select.model_files import read_manifest
 from assay.steps.select.perplexity import train_lm
-from assay.steps.select.sources import ExampleSet, read_texts
+from assay.steps.select.sources import ExampleSet, read_labelled, read_texts
 
 select_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Fit selector models (classifier, n-gram LM, embedded targets).")
@@ -35,9 +36,16 @@ def _texts(paths: list[str], text_field: str) -> list[str]:
 @select_app.command("train-classifier")
 @guarded
 def train_classifier_command(
-    positive: Annotated[list[str], typer.Option(help="good examples: JSONL/Parquet, globs, assay outputs")],
-    negative: Annotated[list[str], typer.Option(help="random/bad examples, as --positive")],
     out: Annotated[Path, typer.Option(help="model folder to write")],
+    positive: Annotated[list[str] | None, typer.Option(
+        help="good examples: JSONL/Parquet, globs, assay outputs")] = None,
+    negative: Annotated[list[str] | None, typer.Option(help="random/bad examples, as --positive")] = None,
+    labelled: Annotated[list[str] | None, typer.Option(
+        help="examples with a numeric label (instead of --positive/--negative): an llm_rate output")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="the label's field in --labelled, e.g. llm_rate.score (a regression)")] = None,
+    threshold: Annotated[float, typer.Option(
+        help="regression: the decision reported in the metrics (FineWeb-Edu: 3)")] = 3.0,
     text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
     ngrams: Annotated[int, typer.Option(help="word n-grams up to this order (DCLM: 2)")] = 2,
     buckets: Annotated[int, typer.Option(help="hash buckets")] = 2**20,
@@ -45,10 +53,33 @@ def train_classifier_command(
     validation: Annotated[float, typer.Option(help="held-out share for the metrics")] = 0.1,
     seed: Annotated[int, typer.Option(help="seed of the held-out split")] = 0,
 ) -> None:
-    """Train a quality classifier (hashed uni+bigram logistic regression) and save it.
+    """Train a quality classifier (hashed uni+bigram linear model) and save it: binary from
+    --positive/--negative, or a regression on a numeric label from --labelled/--target.
 
-    Example: assay select train-classifier --positive good.jsonl --negative random.jsonl --out models/quality
+    Examples: assay select train-classifier --positive good.jsonl --negative random.jsonl --out models/quality
+              assay select train-classifier --labelled out/rated --target llm_rate.score --out models/edu
     """
+    if labelled:
+        if positive or negative or not target:
+            raise fail("give either --labelled with --target, or --positive and --negative")
+        check_folder(str(out), "model", labelled)
+        texts, values, skipped = read_labelled(ExampleSet.of(labelled, text_field), target)
+        if len(texts) < 2:
+            raise fail(f"{', '.join(labelled)}: fewer than 2 documents with a number in {target!r}")
+        model = train_regressor(texts, values, ngrams=ngrams, num_buckets=buckets, l2=l2,
+                                validation=validation, seed=seed, threshold=threshold)
+        model.info["sources"] = {"labelled": labelled, "target": target, "skipped_without_label": skipped}
+        model.save(str(out))
+        held_out = model.info.get("held_out")
+        console.print(f"trained a regression on {model.info['training']['documents']:,} documents "
+                      f"({held_out['documents'] if held_out else 0:,} held out, {skipped:,} without a "
+                      f"label skipped) → {out}")
+        if held_out:
+            console.print(f"held out ({held_out['documents']:,}): RMSE {held_out['rmse']}, Spearman "
+                          f"{held_out['spearman']}, F1 at {threshold:g} {held_out['f1']}")
+        return
+    if not positive or not negative:
+        raise fail("give --positive and --negative (a binary classifier), or --labelled and --target")
     check_folder(str(out), "model", [*positive, *negative])  # refused before the training, not after
     model = train_classifier(_texts(positive, text_field), _texts(negative, text_field), ngrams=ngrams,
                              num_buckets=buckets, l2=l2, validation=validation, seed=seed)

@@ -101,7 +101,7 @@ class Ledger:
         counted = count_output(self.layout)
         step_list = [per_step[s.name] for s in steps]
         problems = check_accounting(read, step_list, counted["kept"], counted["rejected"],
-                                    counted["quarantined"])
+                                    counted["quarantined"], counted["generated"])
         manifest = build_manifest(
             settings=settings, inputs=inputs, read=read, steps=step_list, counted=counted,
             problems=problems, n_shards=len(self.shards), n_stages=len(stages),
@@ -113,7 +113,10 @@ class Ledger:
             manifest["ids"] = ids
             warnings += [w for w in [describe_duplicates(ids)] if w]
         manifest["warnings"] = warnings
-        for entry, step in zip(manifest["steps"], steps, strict=True):
+        for entry, step, stats in zip(manifest["steps"], steps, step_list, strict=True):
+            if stats.counters:
+                entry.pop("counters")
+                entry.update(step.summarize(stats.counters))
             if isinstance(step, GlobalStep):
                 # What the fit found (clusters, duplicates, ...), kept from the run that fitted.
                 fit = read_json(self.layout.progress_file(f"fit-{step.name}.json"))
@@ -123,10 +126,11 @@ class Ledger:
 
 
 def count_output(layout: Layout) -> dict[str, int]:
-    """Rows actually on disk in data/, rejected/ and quarantine/."""
+    """Rows actually on disk in data/, rejected/, quarantine/ and generated/."""
     fs = layout.fs
     counts = {}
-    for key, folder in (("kept", "data"), ("rejected", "rejected"), ("quarantined", "quarantine")):
+    for key, folder in (("kept", "data"), ("rejected", "rejected"), ("quarantined", "quarantine"),
+                        ("generated", "generated")):
         _, path = fsspec.core.url_to_fs(layout.folder(folder))
         total = 0
         if fs.exists(path):

@@ -61,7 +61,7 @@ def _run_owned(
     if settings.overwrite:
         owned.clear(RUN_NAMES)
     inputs = hash_inputs(settings.inputs)
-    marker = {"fingerprint": fingerprint(settings, inputs, hash_references(steps))}
+    marker = {"fingerprint": fingerprint(settings, steps, inputs, hash_references(steps))}
     previous = read_json(layout.progress_file("fingerprint.json"))
     if settings.resume and previous is None:
         raise RunError(f"nothing to resume: {layout.root} holds no earlier run")
@@ -75,7 +75,8 @@ def _run_owned(
     write_json(layout.progress_file("fingerprint.json"), marker)
 
     ledger = Ledger(layout, len(stages))
-    executor = open_executor(settings, WorkerContext(stages, settings.fields, layout, settings.strict))
+    executor = open_executor(settings, WorkerContext(stages, settings.fields, layout, settings.strict,
+                                                     marker["fingerprint"]))
     try:
         if not ledger.load_finished_run():
             for stage in stages:

@@ -15,13 +15,16 @@ from assay.io.files import InputFile
 from assay.steps import Step
 
 
-def fingerprint(settings: RunSettings, input_hashes: list[dict[str, Any]],
+def fingerprint(settings: RunSettings, steps: Sequence[Step], input_hashes: list[dict[str, Any]],
                 references: dict[str, str]) -> str:
-    """SHA-256 of everything that decides the output: not the name, and of the executor
-    only the shard size (a run started on one executor can be finished on another)."""
+    """SHA-256 of everything that decides the output: not the name, of the executor only
+    the shard size (a run started on one executor can be finished on another), and of each
+    step its :meth:`~assay.steps.Step.identity` (an LLM step's concurrency or spending cap
+    can change between a run and its resume)."""
     recipe = dict(settings.resolved_recipe)
-    recipe.pop("executor", None)
-    recipe.pop("name", None)
+    for operational in ("executor", "name", "llm"):
+        recipe.pop(operational, None)
+    recipe["steps"] = [step.identity() for step in steps]
     payload = repr((recipe, [(h["url"], h["sha256"]) for h in input_hashes], settings.shard_bytes,
                     sorted(references.items())))
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -4,6 +4,8 @@
       data/part-FFFFF-CCCCC.parquet         kept documents (final stage)
       rejected/part-FFFFF-CCCCC-sK.parquet  rejected documents, with rejected_by and reason
       quarantine/part-FFFFF-CCCCC.parquet   malformed input records, with file, line, error
+      generated/part-FFFFF-CCCCC-sK.parquet new documents steps wrote (rephrasings, syntheses),
+                                            with their provenance; outside the input's books
       manifest.json                         the run's recipe, versions, inputs and counts
       _progress/                            one report per finished task (for resume)
       _work/stage-K/                        intermediate shards between stages
@@ -11,10 +13,13 @@
       index/, models/, reports/             what global steps publish (MinHash index, DSIR
                                             model, decontamination report), through
                                             FitContext.publish (:func:`publish_folder`)
+      cache/llm.sqlite                      the LLM steps' request cache (kept by --overwrite:
+                                            a repeated run pays for nothing twice)
       .assay-output, .assay-lock            the ownership marker and the one-writer lock
                                             (:mod:`assay.io.ownership`)
 
-These names are all assay writes there: ``--overwrite`` deletes them and nothing else.
+These names are all assay writes there: ``--overwrite`` deletes them (the cache aside) and
+nothing else.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ from assay.io.writers import Compression, OutputFormat, shard_suffix
 # Where global steps publish artefacts: OUTPUT/index/NAME, OUTPUT/models/NAME, OUTPUT/reports/NAME.
 ARTEFACT_FOLDERS = ("index", "models", "reports")
 # Every entry a run writes at the top of its output (besides the marker and the lock).
-RUN_NAMES = ("data", "rejected", "quarantine", "manifest.json", "_progress", "_work", *ARTEFACT_FOLDERS)
+RUN_NAMES = ("data", "rejected", "quarantine", "generated", "manifest.json", "_progress", "_work",
+             *ARTEFACT_FOLDERS)
+# Kept across --overwrite: answers keyed by what decides them are never stale.
+CACHE_FOLDER = "cache"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class Layout:
 
     def rejected(self, shard: str, stage: int) -> str:
         return self._join("rejected", f"part-{shard}-s{stage}{self.suffix}")
+
+    def generated(self, shard: str, stage: int) -> str:
+        return self._join("generated", f"part-{shard}-s{stage}{self.suffix}")
 
     def quarantine(self, shard: str) -> str:
         return self._join("quarantine", f"part-{shard}{self.suffix}")

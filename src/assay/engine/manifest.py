@@ -48,6 +48,7 @@ def build_manifest(
             "kept": "data/",
             "rejected": "rejected/",
             "quarantined": "quarantine/",
+            **({"generated": "generated/"} if counted.get("generated") else {}),
         },
         "read": read.to_json(),
         "steps": [s.to_json() for s in steps],
@@ -58,6 +59,7 @@ def build_manifest(
             "quarantined": counted["quarantined"],
             "bytes_in": read.bytes,
             "bytes_kept": steps[-1].bytes_kept if steps else read.bytes,
+            **({"generated": counted["generated"]} if counted.get("generated") else {}),
         },
         "accounting": {"balanced": not problems, "problems": problems},
     }

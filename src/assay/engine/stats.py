@@ -34,6 +34,8 @@ class StepStats:
     bytes_rejected: int = 0
     seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
+    generated: int = 0  # new documents the step wrote to generated/
+    counters: dict[str, Any] = field(default_factory=dict)  # the step's own (StepExtras)
 
     def add(self, other: StepStats) -> None:
         self.docs_in += other.docs_in
@@ -44,8 +46,15 @@ class StepStats:
         self.bytes_rejected += other.bytes_rejected
         self.seconds += other.seconds
         self.reasons.update(other.reasons)
+        self.generated += other.generated
+        add_counters(self.counters, other.counters)
 
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.generated:
+            extra["generated"] = self.generated
+        if self.counters:
+            extra["counters"] = self.counters
         return {
             "name": self.name,
             "kind": self.kind,
@@ -57,12 +66,26 @@ class StepStats:
             "bytes_rejected": self.bytes_rejected,
             "seconds": round(self.seconds, 3),
             "reasons": dict(self.reasons.most_common()),
+            **extra,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepStats:
-        fields = {k: v for k, v in data.items() if k != "reasons"}
-        return cls(**fields, reasons=Counter(data.get("reasons", {})))
+        fields = {k: v for k, v in data.items() if k not in ("reasons", "counters")}
+        return cls(**fields, reasons=Counter(data.get("reasons", {})),
+                   counters=add_counters({}, data.get("counters", {})))
+
+
+def add_counters(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Add ``more`` to ``into`` key by key: numbers add, ``{key: count}`` maps add per key."""
+    for name, value in more.items():
+        if isinstance(value, dict):
+            merged = into.setdefault(name, {})
+            for key, count in value.items():
+                merged[key] = merged.get(key, 0) + count
+        else:
+            into[name] = into.get(name, 0) + value
+    return into
 
 
 @dataclass
@@ -98,7 +121,8 @@ class ReadStats:
 
 
 def check_accounting(
-    read: ReadStats, steps: list[StepStats], kept: int, rejected: int, quarantined: int
+    read: ReadStats, steps: list[StepStats], kept: int, rejected: int, quarantined: int,
+    generated: int = 0,
 ) -> list[str]:
     """Every violated invariant, as a sentence; an empty list means the books balance.
 
@@ -124,6 +148,9 @@ def check_accounting(
     claimed_rejected = sum(s.docs_rejected for s in steps)
     if claimed_rejected != rejected:
         problems.append(f"steps rejected {claimed_rejected} documents but rejected/ holds {rejected}")
+    claimed_generated = sum(s.generated for s in steps)
+    if claimed_generated != generated:
+        problems.append(f"steps generated {claimed_generated} documents but generated/ holds {generated}")
     if read.quarantined != quarantined:
         problems.append(f"reader quarantined {read.quarantined} records but quarantine/ holds {quarantined}")
     if read.records != kept + rejected + quarantined:

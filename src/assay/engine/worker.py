@@ -31,13 +31,14 @@ from assay.engine.ids import shard_ids
 from assay.engine.layout import Layout
 from assay.engine.plan import Stage
 from assay.engine.settings import RunError
-from assay.engine.stats import ReadStats, StepStats
+from assay.engine.stats import ReadStats, StepStats, add_counters
 from assay.errors import AssayError
 from assay.io.chunks import FieldMap, RawChunk
 from assay.io.readers import decode_chunk, quarantine_table
 from assay.io.slices import ChunkSlice, read_slice
 from assay.io.writers import write_json, write_table
 from assay.steps import Step
+from assay.steps.base import RunContext
 
 
 @dataclass
@@ -48,6 +49,7 @@ class WorkerContext:
     fields: FieldMap
     layout: Layout
     strict: bool
+    run_id: str = ""  # the run's fingerprint (steps keeping state in the output use it)
 
 
 @dataclass
@@ -86,9 +88,11 @@ def init_worker(context: WorkerContext, driver: int | None = None) -> None:
     if driver is not None:
         _die_with(driver)
     _CONTEXT = context
+    run = RunContext(context.layout.root, context.run_id)
     for stage in context.stages:
         for step in (*stage.steps, stage.keys_for):
             if step is not None:
+                step.bind(run)
                 step.ensure_setup()
 
 
@@ -134,7 +138,8 @@ def _split(table: pa.Table, step_name: str) -> tuple[pa.Table, pa.Table | None]:
 
 
 def _run_step(
-    stats: StepStats, table: pa.Table, call: Any, rejected_parts: list[pa.Table], shard: str
+    stats: StepStats, table: pa.Table, call: Any, rejected_parts: list[pa.Table], shard: str,
+    step: Step | None = None, generated_parts: list[pa.Table] | None = None,
 ) -> pa.Table:
     started = time.perf_counter()
     stats.docs_in += table.num_rows
@@ -148,6 +153,12 @@ def _run_step(
         stats.bytes_rejected += text_bytes(rejected)
         stats.reasons.update(rejected.column(REASON).to_pylist())
         rejected_parts.append(rejected)
+    if step is not None:
+        extras = step.take_extras()
+        add_counters(stats.counters, extras.counters)
+        if extras.generated is not None and extras.generated.num_rows and generated_parts is not None:
+            stats.generated += extras.generated.num_rows
+            generated_parts.append(extras.generated)
     stats.seconds += time.perf_counter() - started
     return kept
 
@@ -172,6 +183,7 @@ def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
     read = ReadStats()
     step_stats: dict[str, StepStats] = {}
     rejected_parts: list[pa.Table] = []
+    generated_parts: list[pa.Table] = []
 
     def stats_for(step: Step) -> StepStats:
         return step_stats.setdefault(step.name, StepStats(step.name, step.kind))
@@ -200,7 +212,8 @@ def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
         table = _run_step(stats_for(global_step), table,
                           lambda t: global_step.apply(t, state), rejected_parts, task.shard)
     for step in stage.steps:
-        table = _run_step(stats_for(step), table, step, rejected_parts, task.shard)
+        table = _run_step(stats_for(step), table, step, rejected_parts, task.shard, step,
+                          generated_parts)
     if stage.keys_for is not None:
         started = time.perf_counter()
         table = _call_step(stage.keys_for.name, task.shard, stage.keys_for, table)
@@ -211,6 +224,10 @@ def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
     if rejected_parts:
         rejected = pa.concat_tables(rejected_parts, promote_options="default")
         write_table(rejected, layout.rejected(task.shard, task.stage), layout.format,
+                    layout.compression)
+    if generated_parts:
+        generated = pa.concat_tables(generated_parts, promote_options="default")
+        write_table(generated, layout.generated(task.shard, task.stage), layout.format,
                     layout.compression)
     report = {
         "stage": task.stage,

@@ -24,9 +24,8 @@ import orjson
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL,
                                     tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS spending (id INTEGER PRIMARY KEY CHECK (id = 0),
-                                     requests INTEGER NOT NULL, cost REAL NOT NULL);
-INSERT OR IGNORE INTO spending VALUES (0, 0, 0.0);
+CREATE TABLE IF NOT EXISTS spending (run TEXT PRIMARY KEY, requests INTEGER NOT NULL,
+                                     cost REAL NOT NULL);
 """
 
 
@@ -45,14 +44,19 @@ class Cached:
 
 
 class RequestCache:
-    """Answers by request key, and the run's spending, in one SQLite file."""
+    """Answers by request key, and the spending of the run ``run``, in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, run: str = "") -> None:
         self.path = Path(path)
+        self.run = run
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # A commit reaches the WAL file without an fsync: a killed process loses nothing, a
+        # power cut may lose the last answers (asked again by the next run).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO spending VALUES (?, 0, 0.0)", (run,))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Cached]:
         keys = list(keys)
@@ -72,18 +76,20 @@ class RequestCache:
     def reserve(self, max_requests: int | None, max_cost: float | None) -> bool:
         """Count one more request against the caps, atomically; False if a cap is reached."""
         with self._transaction():
-            requests, cost = self._db.execute("SELECT requests, cost FROM spending").fetchone()
+            requests, cost = self.spending()
             if (max_requests is not None and requests >= max_requests) or (
                     max_cost is not None and cost >= max_cost):
                 return False
-            self._db.execute("UPDATE spending SET requests = requests + 1")
+            self._db.execute("UPDATE spending SET requests = requests + 1 WHERE run = ?", (self.run,))
             return True
 
     def spend(self, cost: float) -> None:
-        self._db.execute("UPDATE spending SET cost = cost + ?", (cost,))
+        self._db.execute("UPDATE spending SET cost = cost + ? WHERE run = ?", (cost, self.run))
 
     def spending(self) -> tuple[int, float]:
-        requests, cost = self._db.execute("SELECT requests, cost FROM spending").fetchone()
+        """Requests reserved and money spent by this run so far."""
+        requests, cost = self._db.execute(
+            "SELECT requests, cost FROM spending WHERE run = ?", (self.run,)).fetchone()
         return int(requests), float(cost)
 
     @contextmanager

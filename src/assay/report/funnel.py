@@ -68,11 +68,29 @@ def funnel(manifest: dict[str, Any]) -> list[RenderableType]:
     root = out["path"].rstrip("/")
     # Only the folders that hold something: a run with nothing rejected wrote no rejected/.
     parts = [f"{label} → {root}/{out[key]}" for label, key in
-             (("kept", "kept"), ("rejected", "rejected"), ("quarantine", "quarantined")) if totals[key]]
+             (("kept", "kept"), ("rejected", "rejected"), ("quarantine", "quarantined"),
+              ("generated", "generated")) if totals.get(key)]
     where = "  ".join([*parts, f"manifest → {root}/manifest.json"])
     note = ("worker time: the seconds each step took, summed over the workers that ran it in "
             "parallel (so it can exceed the wall time)")
-    return [funnel_table(manifest), balance, where, note]
+    return [funnel_table(manifest), balance, *llm_lines(manifest), where, note]
+
+
+def llm_lines(manifest: dict[str, Any]) -> list[str]:
+    """One line per LLM step: requests, cache hits, tokens, cost, latency, errors."""
+    lines = []
+    for step in manifest["steps"]:
+        llm = step.get("llm")
+        if not llm:
+            continue
+        errors = ", ".join(f"{k} {v:,}" for k, v in llm["errors"].items()) or "none"
+        generated = f", {step['generated']:,} documents generated" if step.get("generated") else ""
+        lines.append(
+            f"{step['name']}: {llm['requests']:,} requests sent, {llm['cache_hits']:,} answered from the "
+            f"cache; tokens {llm['tokens_in']:,} in / {llm['tokens_out']:,} out; "
+            f"cost ${llm['cost_usd']:.4f}; latency p50 {llm['latency_p50_s']:.2f}s "
+            f"p95 {llm['latency_p95_s']:.2f}s; errors: {errors}{generated}")
+    return lines
 
 
 def print_funnel(manifest: dict[str, Any], console: Console | None = None) -> None:

@@ -1,7 +1,7 @@
-"""Every pipeline step, registered by name: one folder per kind (``filters/``, ``dedup/``,
+"""Every pipeline step, registered by name: one folder per kind (``filters/``, ``dedup/``, ``llm/``,
 ``transforms/``, ``select/``, ``decontaminate/``), the interface in :mod:`.base`."""
 
-from assay.steps import decontaminate, dedup, filters, select, transforms  # noqa: F401
+from assay.steps import decontaminate, dedup, filters, llm, select, transforms  # noqa: F401
 from assay.steps.base import (
     DocumentStep,
     FitContext,

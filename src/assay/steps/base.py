@@ -40,6 +40,26 @@ class StepError(AssayError, ValueError):
     should be, an environment variable it needs is unset."""
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Which run a step is part of, for steps that keep state in the output folder (the
+    LLM steps' request cache): the output's URL and the run's fingerprint."""
+
+    output: str
+    run_id: str
+
+
+@dataclass
+class StepExtras:
+    """What a step did besides marking rows, collected by the engine after each batch:
+    ``counters`` (numbers, or ``{key: count}`` histograms, summed over every task into the
+    manifest) and ``generated``, new documents the step wrote (a rephrasing, a synthesis),
+    which go to ``generated/`` with their provenance, outside the input's accounting."""
+
+    counters: dict[str, Any] = field(default_factory=dict)
+    generated: pa.Table | None = None
+
+
 class StepParams(BaseModel):
     """Base of every step's typed parameters. Unknown keys are errors."""
 
@@ -72,6 +92,23 @@ class Step(ABC):
     @abstractmethod
     def __call__(self, table: pa.Table) -> pa.Table:
         """Return ``table`` with this step's signal columns (and, for filters, ``reason``)."""
+
+    def bind(self, run: RunContext) -> None:  # noqa: B027  (optional hook)
+        """Called in each worker before :meth:`setup` when the step runs inside a run."""
+
+    def take_extras(self) -> StepExtras:
+        """Counters and generated documents since the last call (see :class:`StepExtras`)."""
+        return StepExtras()
+
+    def summarize(self, counters: Mapping[str, Any]) -> dict[str, Any]:
+        """The manifest's view of this step's summed counters (keys added to its entry)."""
+        return {}
+
+    def identity(self) -> dict[str, Any]:
+        """What of the configuration decides the output (the run's fingerprint hashes it):
+        by default all of :meth:`describe`; steps leave out settings that only change how
+        fast or how dear the work is."""
+        return self.describe()
 
     def referenced_files(self) -> list[str]:
         """Files or folders (URLs) besides the input whose content decides the output, e.g.
@@ -122,10 +159,14 @@ class DocumentStep(Step):
         """
         return None
 
+    def compute_rows(self, table: pa.Table, texts: list[str]) -> StepOutput:
+        """:meth:`compute` for steps that need more of each row than its text (its id)."""
+        return self.compute(texts)
+
     def __call__(self, table: pa.Table) -> pa.Table:
         self.ensure_setup()
         texts = table.column(TEXT).to_pylist()
-        out = self.compute(texts)
+        out = self.compute_rows(table, texts)
         for signal, dtype in self.signal_types.items():
             values = pa.array(out.signals[signal], type=dtype)
             table = table.append_column(signal_column(self.name, signal), values)

@@ -16,9 +16,11 @@ from assay.steps.select.classifier import (
     QualityClassifier,
     QualityClassifierStep,
     binary_metrics,
+    held_out_rows,
     roc_auc,
     top_share_threshold,
     train_classifier,
+    train_regressor,
 )
 
 SHARED = [f"w{i}" for i in range(300)]
@@ -121,3 +123,47 @@ def test_run_keeps_the_top_share_and_rejects_the_rest_with_scores(model: Quality
 def test_params_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="not a selector model"):
         QualityClassifierStep(model=str(tmp_path))
+
+
+def graded_docs(seed: int, n: int) -> tuple[list[str], list[float]]:
+    """Documents whose score (0-5) is how many of the GOOD words' share they carry."""
+    rng = random.Random(seed)
+    texts, scores = [], []
+    for _ in range(n):
+        score = rng.randint(0, 5)
+        words = [rng.choice(GOOD) if rng.random() < 0.03 * score else rng.choice(SHARED)
+                 for _ in range(rng.randint(60, 120))]
+        texts.append(" ".join(words))
+        scores.append(float(score))
+    return texts, scores
+
+
+def test_a_regression_learns_a_graded_target_and_selects_by_threshold(tmp_path: Path) -> None:
+    """FineWeb-Edu's shape: a regression on 0-5 scores, then a threshold of 3."""
+    texts, scores = graded_docs(3, 600)
+    model = train_regressor(texts, scores, num_buckets=2**16, validation=0.2, seed=0, threshold=3)
+    held_out = model.info["held_out"]
+    assert held_out["documents"] == 120 and held_out["spearman"] > 0.8 and held_out["f1"] > 0.8
+    assert model.info["training"]["target_mean"] == pytest.approx(np.mean(
+        [s for s, h in zip(scores, held_out_rows(600, 0.2, 0), strict=True) if not h]), abs=1e-6)
+    model.save(str(tmp_path / "edu"))
+    again = QualityClassifier.load(str(tmp_path / "edu"))
+    assert again.target == "regression"
+    assert np.allclose(again.score(texts[:20]), model.score(texts[:20]), atol=1e-4)
+
+    new_texts, new_scores = graded_docs(4, 200)
+    records = [{"id": f"d{i:03d}", "text": t} for i, t in enumerate(new_texts)]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
+    step = QualityClassifierStep(model=str(tmp_path / "edu"), threshold=3)
+    Pipeline([step]).run(str(corpus), str(tmp_path / "out"), workers=1)
+    kept = read_folder(tmp_path / "out" / "data")
+    assert kept.column("quality_classifier.score").to_numpy().min() >= 3
+    truth = {f"d{i:03d}": s for i, s in enumerate(new_scores)}
+    kept_truth = [truth[i] for i in kept.column("id").to_pylist()]
+    assert np.mean(kept_truth) > 3.5 > np.mean(new_scores)  # it keeps the high scorers
+
+
+def test_a_binary_model_takes_no_threshold_above_one(model: QualityClassifier, tmp_path: Path) -> None:
+    model.save(str(tmp_path / "clf"))
+    with pytest.raises(ValidationError, match="a probability"):
+        QualityClassifierStep(model=str(tmp_path / "clf"), threshold=3)

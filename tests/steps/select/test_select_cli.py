@@ -49,3 +49,36 @@ def test_missing_inputs_and_models_are_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["select", "train-lm", missing, "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "matches no file" in result.output
     assert runner.invoke(app, ["select", "show", str(tmp_path)]).exit_code == 2
+
+
+def test_train_classifier_on_labels_of_an_assay_output(tmp_path: Path) -> None:
+    """--labelled/--target: a regression on a numeric column (an llm_rate output's scores,
+    here written by hand into a Parquet output); rows without a number are skipped, counted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = make_docs(4, {"ka": 40, "mi": 40}, "d")
+    scores = [5.0 if d["id"][1:3] == "ka" else 1.0 for d in docs]
+    scores[0] = None  # an unparseable answer
+    out = tmp_path / "rated"
+    (out / "data").mkdir(parents=True)
+    (out / "manifest.json").write_text("{}")
+    pq.write_table(pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs],
+                             "source": ["s"] * len(docs), "llm_rate.score": scores}),
+                   out / "data" / "part-00000-00000.parquet")
+    model = tmp_path / "edu"
+    result = runner.invoke(app, ["select", "train-classifier", "--labelled", str(out), "--target",
+                                 "llm_rate.score", "--out", str(model), "--buckets", "4096"])
+    assert result.exit_code == 0, result.output
+    assert "trained a regression on 71 documents (8 held out, 1 without a label skipped)" in result.output
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["params"]["target"] == "regression" and manifest["held_out"]["spearman"] > 0.8
+    assert manifest["sources"] == {"labelled": [str(out)], "target": "llm_rate.score",
+                                   "skipped_without_label": 1}
+
+    both = runner.invoke(app, ["select", "train-classifier", "--labelled", str(out), "--positive", str(out),
+                               "--target", "x", "--out", str(tmp_path / "m2")])
+    assert both.exit_code != 0 and "either --labelled with --target" in both.output
+    none = runner.invoke(app, ["select", "train-classifier", "--labelled", str(out), "--target", "nope",
+                               "--out", str(tmp_path / "m3")])
+    assert none.exit_code != 0 and "fewer than 2 documents with a number in 'nope'" in none.output

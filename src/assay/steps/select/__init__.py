@@ -5,6 +5,7 @@ model folder, and used by a recipe step that scores documents and keeps a share 
 * ``quality_classifier``: a hashed uni+bigram linear classifier, good vs. random (DCLM).
 * ``perplexity``: a Kneser-Ney n-gram language model and CCNet's buckets (Wenzek et al. 2020).
 * ``embedding_similarity``: cosine to a target set with all-MiniLM-L6-v2 (extra ``embed``).
+* ``sample``: a seeded uniform sample by document id (what an LLM labels, FineWeb-Edu).
 """
 
-from assay.steps.select import classifier, dsir, embedding, perplexity  # noqa: F401
+from assay.steps.select import classifier, dsir, embedding, perplexity, sample  # noqa: F401

@@ -12,13 +12,18 @@ bigrams (the tokens of :mod:`assay.text.wordpunct`, 2**20 buckets, fastText's
 default ``bucket`` order of magnitude), L2-normalised per document, and an L2-regularised
 logistic regression fitted by L-BFGS: a linear bag-of-n-grams model like fastText's, with
 a full-rank weight vector instead of its low-rank embedding, deterministic for a seed.
+
+FineWeb-Edu's classifier is a regression: trained on ~450k LLM scores (0-5) and applied
+with a threshold of 3. :func:`train_regressor` fits the same features to a numeric target
+(such as ``llm_rate.score``) by ridge regression (LSQR), and the step then keeps documents
+whose predicted score reaches ``threshold``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -123,25 +128,31 @@ def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.
 # ------------------------------------------------------------------------ the model
 
 
+Target = Literal["binary", "regression"]
+
+
 @dataclass
 class QualityClassifier:
-    """A fitted hashed-n-gram logistic classifier; :meth:`score` gives P(positive)."""
+    """A fitted hashed-n-gram linear model: :meth:`score` gives P(positive) for a
+    ``binary`` one, the predicted value for a ``regression`` one."""
 
     weights: np.ndarray
     bias: float
     ngrams: int = 2
     num_buckets: int = 2**20
     info: dict[str, Any] = field(default_factory=dict)
+    target: Target = "binary"
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros(0)
-        return sigmoid(feature_matrix(texts, self.ngrams, self.num_buckets) @ self.weights + self.bias)
+        linear = feature_matrix(texts, self.ngrams, self.num_buckets) @ self.weights + self.bias
+        return sigmoid(linear) if self.target == "binary" else linear
 
     def save(self, folder: str) -> str:
+        params = {"ngrams": self.ngrams, "num_buckets": self.num_buckets, "target": self.target}
         return save_model(folder, KIND, {"weights": self.weights.astype(np.float32),
-                                         "bias": np.array([self.bias])},
-                          {"params": {"ngrams": self.ngrams, "num_buckets": self.num_buckets}, **self.info})
+                                         "bias": np.array([self.bias])}, {"params": params, **self.info})
 
     @classmethod
     def load(cls, folder: str) -> QualityClassifier:
@@ -149,7 +160,7 @@ class QualityClassifier:
         params = manifest["params"]
         info = {k: v for k, v in manifest.items() if k not in ("params", "arrays")}
         return cls(arrays["weights"].astype(np.float64), float(arrays["bias"][0]), params["ngrams"],
-                   params["num_buckets"], info)
+                   params["num_buckets"], info, params.get("target", "binary"))
 
 
 def train_classifier(
@@ -177,6 +188,57 @@ def train_classifier(
     if held_out.any():
         info["held_out"] = {"documents": int(held_out.sum()),
                             **binary_metrics(sigmoid(x[held_out] @ weights + bias), labels[held_out])}
+    model.info = info
+    return model
+
+
+def held_out_rows(n: int, validation: float, seed: int) -> np.ndarray:
+    held_out = np.zeros(n, dtype=bool)
+    held_out[np.random.default_rng(seed).permutation(n)[:round(validation * n)]] = True
+    return held_out
+
+
+def regression_metrics(predicted: np.ndarray, actual: np.ndarray, threshold: float) -> dict[str, float]:
+    """RMSE, Spearman's rank correlation, and precision/recall/accuracy/AUC of the decision
+    ``value >= threshold`` (FineWeb-Edu reports its classifier's F1 at 3)."""
+    from scipy.stats import spearmanr
+
+    rank = spearmanr(predicted, actual).statistic if len(actual) > 1 else float("nan")
+    labels = actual >= threshold
+    binary = binary_metrics(predicted, labels, threshold)
+    f1 = 2 * binary["precision"] * binary["recall"] / max(1e-12, binary["precision"] + binary["recall"])
+    return {"rmse": round(float(np.sqrt(np.mean((predicted - actual) ** 2))), 4),
+            "spearman": round(float(rank), 4), **binary, "f1": round(f1, 4)}
+
+
+def train_regressor(
+    texts: Sequence[str], targets: Sequence[float], *, ngrams: int = 2, num_buckets: int = 2**20,
+    l2: float = 1e-3, validation: float = 0.1, seed: int = 0, threshold: float = 3.0,
+) -> QualityClassifier:
+    """Fit the hashed n-gram features to a numeric target by ridge regression (minimising
+    ``|Xw - (y - mean y)|^2 + l2 * n * |w|^2`` with LSQR; the bias is the mean), on a seeded
+    ``1 - validation`` of the rows; metrics of the held-out rest go in the model's ``info``."""
+    from scipy.sparse.linalg import lsqr
+
+    y = np.asarray(targets, dtype=np.float64)
+    held_out = held_out_rows(len(y), validation, seed)
+    x = feature_matrix(texts, ngrams, num_buckets)
+    train = ~held_out
+    bias = float(y[train].mean()) if train.any() else 0.0
+    solved = lsqr(x[train], y[train] - bias, damp=float(np.sqrt(l2 * max(1, int(train.sum())))),
+                  atol=1e-10, btol=1e-10, iter_lim=10_000)
+    weights = solved[0]
+    model = QualityClassifier(weights, bias, ngrams, num_buckets, target="regression")
+    info: dict[str, Any] = {
+        "training": {"documents": int(train.sum()), "target_mean": round(bias, 6), "l2": l2, "seed": seed,
+                     "iterations": int(solved[2]), "threshold": threshold},
+        "train_metrics": regression_metrics(model.score(np.asarray(texts, dtype=object)[train].tolist()),
+                                            y[train], threshold),
+    }
+    if held_out.any():
+        predicted = model.score(np.asarray(texts, dtype=object)[held_out].tolist())
+        info["held_out"] = {"documents": int(held_out.sum()),
+                            **regression_metrics(predicted, y[held_out], threshold)}
     model.info = info
     return model
 
@@ -211,7 +273,7 @@ class QualityClassifierParams(KeepRuleParams):
         0.1, gt=0, le=1, description="keep this share of the documents with the highest scores (DCLM: 10%)"
     )
     threshold: float | None = Field(
-        None, ge=0, le=1, description="keep scores at or above this instead (FineWeb-Edu style)"
+        None, description="keep scores at or above this instead (FineWeb-Edu: 3 on a regression model)"
     )
 
     @field_validator("model")
@@ -219,6 +281,13 @@ class QualityClassifierParams(KeepRuleParams):
     def _is_a_model(cls, path: str) -> str:
         check_model(path, KIND)
         return path
+
+    @model_validator(mode="after")
+    def _threshold_fits_the_model(self) -> QualityClassifierParams:
+        target = check_model(self.model, KIND)["params"].get("target", "binary")
+        if target == "binary" and self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ValueError("the threshold of a binary classifier is a probability, in [0, 1]")
+        return self
 
 
 @dataclass(frozen=True)

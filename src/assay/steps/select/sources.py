@@ -64,3 +64,26 @@ def iter_texts(examples: ExampleSet, files: Sequence[InputFile] | None = None) -
 def read_texts(examples: ExampleSet) -> list[str]:
     """Every text of an example set, in order."""
     return [text for batch in iter_texts(examples) for text in batch]
+
+
+def read_labelled(examples: ExampleSet, target: str) -> tuple[list[str], list[float], int]:
+    """``(texts, values, skipped)``: every text of an example set with its numeric field
+    ``target`` (a column of an assay output such as ``llm_rate.score``, or a JSONL field);
+    records without a number there are skipped and counted."""
+    import orjson
+
+    texts: list[str] = []
+    values: list[float] = []
+    skipped = 0
+    fields = FieldMap(text=examples.text_field)
+    for chunk in plan_chunks(examples.files(), CHUNK_BYTES):
+        table, _bad = decode_chunk(chunk, fields)
+        for text, metadata in zip(table.column("text").to_pylist(), table.column("metadata").to_pylist(),
+                                  strict=True):
+            value = orjson.loads(metadata).get(target) if metadata else None
+            if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+                texts.append(text)
+                values.append(float(value))
+            else:
+                skipped += 1
+    return texts, values, skipped
