@@ -123,6 +123,28 @@ def test_spending_cap_skips_with_its_own_reason(tmp_path: Path, server: Scripted
     step = manifest["steps"][0]
     assert step["docs_kept"] == 3 and step["reasons"] == {"llm_budget_skipped": 4}
     assert step["llm"]["requests"] == 3 and manifest["accounting"]["balanced"]
+    # --overwrite is a new run with a new budget: the three answers come from the cache, free,
+    # and three more documents are asked.
+    assay("run", str(recipe), "--overwrite")
+    step = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"][0]
+    assert step["llm"]["cache_hits"] == 3 and step["llm"]["requests"] == 3
+    assert step["docs_kept"] == 6 and step["reasons"] == {"llm_budget_skipped": 1}
+
+
+def test_one_step_object_run_into_two_outputs_uses_each_outputs_cache(tmp_path: Path,
+                                                                     server: ScriptedServer) -> None:
+    from assay import Pipeline
+    from assay.steps.llm.rate import LLMRate
+
+    corpus = tmp_path / "docs.jsonl"
+    docs = [{"id": f"d{k}", "text": f"page score=3 n{k}"} for k in range(4)]
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    step = LLMRate(llm={"base_url": server.base_url, "model": "scripted"})
+    pipeline = Pipeline([step])
+    first = pipeline.run(str(corpus), str(tmp_path / "a"), workers=1).manifest["steps"][0]["llm"]
+    second = pipeline.run(str(corpus), str(tmp_path / "b"), workers=1).manifest["steps"][0]["llm"]
+    assert (first["requests"], second["requests"]) == (4, 4) and second["cache_hits"] == 0
+    assert all((tmp_path / out / "cache" / "llm.sqlite").is_file() for out in ("a", "b"))
 
 
 def test_llm_rephrase_writes_each_style_as_a_new_document(tmp_path: Path, server: ScriptedServer) -> None:
@@ -155,7 +177,8 @@ def test_prox_refine_runs_only_whitelisted_programs(tmp_path: Path, server: Scri
     docs = [{"id": "nav", "text": f"NAV home | about\n{body}\nNAV footer links"},
             {"id": "spam", "text": "SPAM buy now " * 5},
             {"id": "short", "text": "NAV only navigation\nNAV more navigation"},
-            {"id": "hostile", "text": f"HOSTILE page\n{body}"}]
+            {"id": "hostile", "text": f"HOSTILE page\n{body}"},
+            {"id": "tiny", "text": "Three words only."}]
     recipe = write_recipe(tmp_path, docs, "  - prox_refine: {max_chunk_lines: 4}", server)
     assay("run", str(recipe))
     out = tmp_path / "out"
@@ -170,6 +193,7 @@ def test_prox_refine_runs_only_whitelisted_programs(tmp_path: Path, server: Scri
     assert kept["hostile"]["prox_refine.unparseable_calls"] == 2
     assert kept["hostile"]["text"].startswith("HOSTILE page\nLine 0 of teh")
     assert not Path("/tmp/pwned").exists()
+    assert kept["tiny"]["text"] == "Three words only."  # short, but its programs left it alone
 
 
 def test_entigraph_synthesizes_from_sampled_entity_pairs(tmp_path: Path, server: ScriptedServer) -> None:
@@ -265,3 +289,15 @@ def test_the_fineweb_edu_example_end_to_end(tmp_path: Path) -> None:
     assert selected["accounting"]["balanced"] and selected["steps"][1]["fit"]["summary"]["threshold"] == 3
     scores = table(tmp_path / "out/fineweb-edu/selected/data").column("quality_classifier.score").to_pylist()
     assert scores and min(scores) >= 3
+
+
+def test_entigraph_samples_from_more_combinations_than_it_could_list() -> None:
+    from assay.steps.llm.entigraph import EntiGraph
+
+    llm = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    step = EntiGraph(pairs_per_doc=4, triples_per_doc=5, llm=llm)
+    entities = [f"e{i}" for i in range(1000)]  # 166M triples
+    combos = step.combinations("doc-1", entities)
+    assert [len(c) for c in combos] == [2] * 4 + [3] * 5 and len(set(combos)) == 9
+    assert combos == step.combinations("doc-1", entities)  # seeded by the step and the document
+    assert combos != step.combinations("doc-2", entities)

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -73,10 +74,11 @@ def _run_owned(
     owned.remove_partial(RUN_NAMES)
     owned.clear(["manifest.json"])  # the manifest describes a finished run; this one is not yet
     write_json(layout.progress_file("fingerprint.json"), marker)
+    run_id = _run_id(layout, resuming=previous is not None)
 
     ledger = Ledger(layout, len(stages))
     executor = open_executor(settings, WorkerContext(stages, settings.fields, layout, settings.strict,
-                                                     marker["fingerprint"]))
+                                                     run_id))
     try:
         if not ledger.load_finished_run():
             for stage in stages:
@@ -94,6 +96,17 @@ def _run_owned(
     if not settings.keep_work:
         owned.clear(["_work"])
     return RunResult(layout.root, manifest)
+
+
+def _run_id(layout: Layout, resuming: bool) -> str:
+    """This run's id: kept by a resume, new for a fresh run (``--overwrite`` included). Steps
+    that keep state across the run in the output use it (the LLM steps' spending caps)."""
+    stored = read_json(layout.progress_file("run.json")) if resuming else None
+    run_id = stored["id"] if isinstance(stored, dict) and isinstance(stored.get("id"), str) else None
+    if run_id is None:
+        run_id = uuid.uuid4().hex
+        write_json(layout.progress_file("run.json"), {"id": run_id})
+    return run_id
 
 
 def _with_trace(failure: TaskFailed, layout: Layout) -> RunError:

@@ -7,7 +7,8 @@
       generated/part-FFFFF-CCCCC-sK.parquet new documents steps wrote (rephrasings, syntheses),
                                             with their provenance; outside the input's books
       manifest.json                         the run's recipe, versions, inputs and counts
-      _progress/                            one report per finished task (for resume)
+      _progress/                            one report per finished task (for resume), the
+                                            fingerprint and the run's id
       _work/stage-K/                        intermediate shards between stages
       _work/ids/                            each shard's ids, to count repeated ids
       index/, models/, reports/             what global steps publish (MinHash index, DSIR

@@ -49,7 +49,7 @@ class WorkerContext:
     fields: FieldMap
     layout: Layout
     strict: bool
-    run_id: str = ""  # the run's fingerprint (steps keeping state in the output use it)
+    run_id: str = ""  # kept by a resume, new for a fresh run (steps keeping state in the output use it)
 
 
 @dataclass

@@ -4,9 +4,10 @@ A request's key is a hash of what decides its answer (model, messages, sampling 
 the document's id and the sample's index), so a resumed or repeated run finds every answer
 it already paid for and sends nothing again; byte-identical resume comes from here, not
 from the server. Failed requests are not cached: a later run asks again. The same database
-keeps the run's spending (requests sent and their cost), so the caps hold across every
-worker process of the machine. SQLite needs a file system with working locks: a local disk,
-not a network mount.
+keeps each run's spending (requests sent and their cost, by the run's id), so the caps hold
+across every worker process of the machine and across a resume, while a new run into the
+same output (``--overwrite`` keeps the cache) starts a new budget and reuses every answer.
+SQLite needs a file system with working locks: a local disk, not a network mount.
 """
 
 from __future__ import annotations

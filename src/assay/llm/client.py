@@ -247,8 +247,7 @@ class LLMClient:
         if not isinstance(text, str):
             return self._failed("the answer holds no text")
         usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
+        tokens_in, tokens_out = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
         return self._answered(request, text, tokens_in, tokens_out, latency)
 
     def _answered(self, request: Request, text: str, tokens_in: int, tokens_out: int,
@@ -281,6 +280,11 @@ class LLMClient:
             return False
         self._sent += 1
         return True
+
+
+def _count(value: Any) -> int:
+    """A token count from a server's usage block (0 where it gives none, or not a number)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _retry_after(header: str | None, backoff: float) -> float:

@@ -43,7 +43,8 @@ class StepError(AssayError, ValueError):
 @dataclass(frozen=True)
 class RunContext:
     """Which run a step is part of, for steps that keep state in the output folder (the
-    LLM steps' request cache): the output's URL and the run's fingerprint."""
+    LLM steps' request cache): the output's URL and the run's id (kept by a resume, new for
+    a fresh run or ``--overwrite``)."""
 
     output: str
     run_id: str

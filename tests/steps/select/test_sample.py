@@ -41,6 +41,11 @@ def test_a_run_keeps_the_same_documents_whatever_the_shards(tmp_path: Path) -> N
     assert kept[0] == kept[1] and 60 < len(kept[0]) < 140
 
 
+def test_fraction_one_keeps_everything() -> None:
+    ids = [f"doc-{i}" for i in range(5_000)]
+    assert ids_kept(1.0, 0, ids) == set(ids)
+
+
 def test_a_fraction_is_required_and_bounded() -> None:
     with pytest.raises(ValueError, match="fraction"):
         Sample()

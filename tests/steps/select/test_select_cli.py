@@ -82,3 +82,31 @@ def test_train_classifier_on_labels_of_an_assay_output(tmp_path: Path) -> None:
     none = runner.invoke(app, ["select", "train-classifier", "--labelled", str(out), "--target", "nope",
                                "--out", str(tmp_path / "m3")])
     assert none.exit_code != 0 and "fewer than 2 documents with a number in 'nope'" in none.output
+
+
+def test_labels_of_rejected_documents_are_labels_too(tmp_path: Path) -> None:
+    """An llm_rate run with min_scores puts the low scores in rejected/: they train the
+    regression too, or the target would be cut off at the threshold."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = make_docs(5, {"ka": 30, "mi": 30}, "d")
+    out = tmp_path / "rated"
+    for folder in ("data", "rejected"):
+        (out / folder).mkdir(parents=True)
+    (out / "manifest.json").write_text("{}")
+    high = [d for d in docs if d["id"][1:3] == "ka"]
+    low = [d for d in docs if d["id"][1:3] == "mi"]
+    pq.write_table(pa.table({"id": [d["id"] for d in high], "text": [d["text"] for d in high],
+                             "source": ["s"] * 30, "llm_rate.score": [4.0] * 30}),
+                   out / "data" / "part.parquet")
+    pq.write_table(pa.table({"id": [d["id"] for d in low], "text": [d["text"] for d in low],
+                             "source": ["s"] * 30, "llm_rate.score": [1.0] * 30,
+                             "rejected_by": ["llm_rate"] * 30, "reason": ["llm_rate_low_score"] * 30}),
+                   out / "rejected" / "part-s0.parquet")
+    result = runner.invoke(app, ["select", "train-classifier", "--labelled", str(out), "--target",
+                                 "llm_rate.score", "--out", str(tmp_path / "m"), "--buckets", "4096"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["training"]["documents"] + manifest["held_out"]["documents"] == 60
+    assert manifest["training"]["target_mean"] < 4.0

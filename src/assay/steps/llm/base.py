@@ -67,6 +67,13 @@ class LLMStep(DocumentStep):
         return type(self)(self.params.model_copy(update={"llm": spec}))
 
     def bind(self, run: RunContext) -> None:
+        if self._run is not None and run != self._run and self._client is not None:
+            # The same step object run again into another output (or another run): its
+            # cache and budget are that run's, so the client is made again.
+            if self._client.cache is not None:
+                self._client.cache.close()
+            self._client = None
+            self._ready = False
         self._run = run
 
     def setup(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from assay.steps.llm.base import (
 )
 
 MAX_ENTITY_CHARS = 200
+MAX_LISTED = 100_000  # combinations listed whole to sample from; beyond, drawn one by one
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(.+?)\s*$", re.MULTILINE)
 
@@ -68,10 +70,18 @@ class EntiGraph(LLMStep):
         rng = np.random.default_rng([self.params.seed, xxhash.xxh64_intdigest(doc.encode())])
         chosen: list[tuple[str, ...]] = []
         for size, wanted in ((2, self.params.pairs_per_doc), (3, self.params.triples_per_doc)):
-            every = list(itertools.combinations(entities, size))
-            if wanted and every:
-                picks = rng.choice(len(every), size=min(wanted, len(every)), replace=False)
-                chosen += [every[i] for i in sorted(picks)]
+            total = math.comb(len(entities), size)
+            if not wanted or not total:
+                continue
+            if total <= MAX_LISTED:
+                every = list(itertools.combinations(range(len(entities)), size))
+                picks = sorted(every[i] for i in rng.choice(total, size=min(wanted, total), replace=False))
+            else:  # too many to list (1,000 entities make 166M triples): draw until enough differ
+                drawn: set[tuple[int, ...]] = set()
+                while len(drawn) < wanted:
+                    drawn.add(tuple(sorted(rng.choice(len(entities), size=size, replace=False).tolist())))
+                picks = sorted(drawn)
+            chosen += [tuple(entities[i] for i in pick) for pick in picks]
         return chosen
 
     def compute_rows(self, table: pa.Table, texts: list[str]) -> StepOutput:

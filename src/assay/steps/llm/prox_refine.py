@@ -105,10 +105,11 @@ class ProxRefine(LLMStep):
                         row["ignored_programs"] += int(result.ignored)
                         parts.append(result.text)
                     refined = "\n".join(parts)
-                    if prox.too_little_left(text, refined):
-                        row["error"] = TOO_LITTLE_LEFT
-                    elif refined != text:
-                        row["diff"] = _diff(text, refined)
+                    if refined != text:  # a short document the programs left alone stays
+                        if prox.too_little_left(text, refined):
+                            row["error"] = TOO_LITTLE_LEFT
+                        else:
+                            row["diff"] = _diff(text, refined)
             for name in self.signal_types:
                 signals[name].append(row[name])
             out_texts.append(refined if row["error"] is None else text)

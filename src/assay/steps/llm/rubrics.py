@@ -15,8 +15,11 @@ shape:
       domain: {pattern: 'Domain:\\s*(\\w+)', choices: {A: Medicine, B: Finance}}
 
 A score's pattern is a regular expression whose first group is the number; where it does
-not match, a rubric with one score falls back to the last number in range in the answer
-(small models often drop the label), and a rubric with several to ``NAME: number`` lines.
+not match, a rubric with one score falls back to a number the answer's last line ends on
+(small models often drop the label; a number inside a justification cut short by
+``max_tokens`` is no score), and a rubric with several to ``NAME: number`` lines. The names
+``answer`` and ``error`` are the step's own signals, and a name is a score or a label, not
+both.
 A label's value is matched to its choices ignoring case and punctuation.
 """
 
@@ -32,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assay.steps.base import StepError
 
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+# A number the answer ends on ("3", "Score: 3.", "**4/5**"), trailing marks aside.
+_ENDS_ON_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:/\s*\d+)?[\s*.)\]]*\Z")
 
 
 class _Strict(BaseModel):
@@ -92,12 +96,9 @@ def _read_score(answer: str, name: str, spec: ScoreSpec, alone: bool) -> float |
             value = _in_range(hit if isinstance(hit, str) else hit[0], spec)
             if value is not None:
                 return value
-    if alone:
-        for hit in reversed(_NUMBER.findall(answer)):
-            value = _in_range(hit, spec)
-            if value is not None:
-                return value
-        return None
+    if alone:  # only a number the answer ends on: one inside a cut-off justification is no score
+        last = _ENDS_ON_NUMBER.search(answer)
+        return _in_range(last.group(1), spec) if last else None
     label = re.escape(name).replace(r"\_", r"[_ ]")
     named = re.findall(rf"{label}\W{{0,5}}(\d+(?:\.\d+)?)", answer, flags=re.IGNORECASE)
     return next((v for v in (_in_range(h, spec) for h in reversed(named)) if v is not None), None)
@@ -145,6 +146,11 @@ def load_rubric(name_or_path: str) -> Rubric:
                 re.compile(spec.pattern)
     except (yaml.YAMLError, ValidationError, re.error) as exc:
         raise StepError(f"{where}: not a valid rubric: {' '.join(str(exc).split())[:300]}") from None
+    names = [*rubric.scores, *rubric.labels]
+    clashes = sorted({n for n in names if names.count(n) > 1} | ({"answer", "error"} & set(names)))
+    if clashes:
+        raise StepError(f"{where}: {', '.join(clashes)}: a score or label name used twice, or one of "
+                        "the step's own signals (answer, error)")
     if "{text}" not in rubric.prompt:
         raise StepError(f"{where}: the prompt has no {{text}} placeholder for the document")
     return rubric

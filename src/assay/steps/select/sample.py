@@ -43,7 +43,9 @@ class Sample(DocumentStep):
 
     def compute_rows(self, table: pa.Table, texts: list[str]) -> StepOutput:
         seed = self.params.seed
-        draws = [xxhash.xxh64_intdigest(doc.encode(), seed) / 2.0**64 for doc in table.column(ID).to_pylist()]
+        # The top 53 bits: exactly representable, so a draw is < 1 and fraction 1 keeps all.
+        draws = [(xxhash.xxh64_intdigest(doc.encode(), seed) >> 11) / 2.0**53
+                 for doc in table.column(ID).to_pylist()]
         return StepOutput({"draw": draws})
 
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -66,17 +66,34 @@ def read_texts(examples: ExampleSet) -> list[str]:
     return [text for batch in iter_texts(examples) for text in batch]
 
 
+def labelled_files(examples: ExampleSet) -> list[InputFile]:
+    """The files of a labelled set: an assay output folder stands for its kept AND rejected
+    documents, since a document scored and then rejected (under an ``llm_rate`` threshold,
+    by a later filter) still carries its label; training only on the kept ones would cut
+    the target off at the threshold."""
+    paths: list[str] = []
+    for path in examples.paths:
+        paths.append(_expand(path))
+        fs, local = fsspec.core.url_to_fs(path)
+        rejected = f"{local.rstrip('/')}/rejected"
+        if fs.isdir(local) and fs.exists(f"{local.rstrip('/')}/manifest.json"):
+            paths += [f"{path.rstrip('/')}/rejected/{pattern}" for pattern in ("*.parquet", "*.jsonl*")
+                      if fs.glob(f"{rejected}/{pattern}")]
+    return resolve_inputs(paths)
+
+
 def read_labelled(examples: ExampleSet, target: str) -> tuple[list[str], list[float], int]:
-    """``(texts, values, skipped)``: every text of an example set with its numeric field
-    ``target`` (a column of an assay output such as ``llm_rate.score``, or a JSONL field);
-    records without a number there are skipped and counted."""
+    """``(texts, values, skipped)``: every text of a labelled set (:func:`labelled_files`)
+    with its numeric field ``target`` (a column of an assay output such as
+    ``llm_rate.score``, or a JSONL field); records without a number there are skipped and
+    counted."""
     import orjson
 
     texts: list[str] = []
     values: list[float] = []
     skipped = 0
     fields = FieldMap(text=examples.text_field)
-    for chunk in plan_chunks(examples.files(), CHUNK_BYTES):
+    for chunk in plan_chunks(labelled_files(examples), CHUNK_BYTES):
         table, _bad = decode_chunk(chunk, fields)
         for text, metadata in zip(table.column("text").to_pylist(), table.column("metadata").to_pylist(),
                                   strict=True):
