@@ -187,6 +187,32 @@ def inspect_output(
     print_funnel(manifest, console)
 
 
+@app.command("report")
+@guarded
+def report_command(
+    output: Annotated[Path, typer.Argument(help="an output folder written by `assay run`")],
+    out: Annotated[Path | None, typer.Option(
+        help="the HTML file to write (default OUTPUT/report.html)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the document samples")] = 0,
+    samples: Annotated[int, typer.Option(help="rejected documents shown per step and reason")] = 5,
+) -> None:
+    """Write one self-contained HTML page showing what a run did (no network, no script).
+
+    Example: assay report out/web-quality
+    """
+    from assay.report.run_report import run_report
+
+    if not (output / "manifest.json").is_file():
+        raise RunError(f"{output / 'manifest.json'} not found: is {output} an assay output of a "
+                       "finished run?")
+    target = out or output / "report.html"
+    page = run_report(output, seed=seed, per_reason=samples)
+    staged = target.with_name(f".{target.name}.tmp")
+    staged.write_text(page, encoding="utf-8")
+    staged.replace(target)
+    console.print(f"report → {inert(str(target), one_line=True)} ({len(page.encode()):,} bytes)")
+
+
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and not get_args(annotation):
         return annotation.__name__ if not issubclass(annotation, BaseModel) else "mapping"
