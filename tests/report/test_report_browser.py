@@ -1,0 +1,51 @@
+"""The report opened in a real headless Chromium (the Debian package, driven by Playwright):
+the page makes no request but its own, logs no error, runs none of a hostile corpus's
+payloads, and shows the manifest's numbers and the documents' text as text."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_run_report import HOSTILE, hostile_run
+from typer.testing import CliRunner
+
+from assay.cli import app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium is not installed: .ci/run installs the Debian package")
+    pytest.skip("no chromium on this machine (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def test_the_report_in_a_browser(tmp_path: Path) -> None:
+    out = hostile_run(tmp_path)
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            requests: list[str] = []
+            errors: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((out / "report.html").as_uri())
+            assert requests == [(out / "report.html").as_uri()] and errors == []
+            assert page.evaluate("typeof window.pwned") == "undefined"
+            rows = page.locator("#funnel tbody tr").all_inner_texts()
+            for step in manifest["steps"]:
+                cells = next(r for r in rows if r.split("\t")[0] == step["name"]).split("\t")
+                assert cells[1:4] == [f'{step["docs_in"]:,}', f'{step["docs_kept"]:,}',
+                                      f'{step["docs_rejected"]:,}']
+            shown = page.locator(".doc").all_text_contents()
+            assert HOSTILE[0] in shown  # the script tag is text, exactly as written
+            assert any(text.startswith("x" * 800) and text.endswith("(200,000 characters)") for text in shown)
+        finally:
+            browser.close()
