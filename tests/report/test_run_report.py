@@ -61,3 +61,19 @@ def test_the_report_holds_the_funnel_and_no_markup_from_documents(tmp_path: Path
     assert "\\u202e" in page and "\u202e" not in page and "\x00" not in page
     assert re.search(r"default-src 'none'", page)
     assert len(page) < 200_000  # a 200,000-character document is shown cut short
+
+
+def test_the_report_never_replaces_a_file_assay_did_not_write(tmp_path: Path) -> None:
+    out = hostile_run(tmp_path)
+    notes = tmp_path / "notes.html"
+    notes.write_text("<!doctype html><p>my notes</p>")
+    refused = CliRunner().invoke(app, ["report", str(out), "--out", str(notes)])
+    assert refused.exit_code != 0 and "not written by assay" in refused.output
+    assert notes.read_text() == "<!doctype html><p>my notes</p>"
+    elsewhere = tmp_path / "report.html"
+    for _ in range(2):  # its own page is replaced
+        assert CliRunner().invoke(app, ["report", str(out), "--out", str(elsewhere)]).exit_code == 0
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "manifest.json").write_text((out / "manifest.json").read_text())
+    unmarked = CliRunner().invoke(app, ["report", str(tmp_path / "plain")])
+    assert unmarked.exit_code != 0 and "not a folder assay marked" in unmarked.output

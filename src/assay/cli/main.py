@@ -200,12 +200,16 @@ def report_command(
 
     Example: assay report out/web-quality
     """
+    from assay.io.ownership import check_file_output, read_marker
     from assay.report.run_report import run_report
 
     if not (output / "manifest.json").is_file():
         raise RunError(f"{output / 'manifest.json'} not found: is {output} an assay output of a "
                        "finished run?")
+    if out is None and read_marker(str(output)) is None:
+        raise RunError(f"{output} is not a folder assay marked as its own; give --out FILE")
     target = out or output / "report.html"
+    check_file_output(target)
     page = run_report(output, seed=seed, per_reason=samples)
     staged = target.with_name(f".{target.name}.tmp")
     staged.write_text(page, encoding="utf-8")
