@@ -77,3 +77,16 @@ def test_the_report_never_replaces_a_file_assay_did_not_write(tmp_path: Path) ->
     (tmp_path / "plain" / "manifest.json").write_text((out / "manifest.json").read_text())
     unmarked = CliRunner().invoke(app, ["report", str(tmp_path / "plain")])
     assert unmarked.exit_code != 0 and "not a folder assay marked" in unmarked.output
+
+
+def test_inspect_rejected_shows_sampled_documents_inert(tmp_path: Path) -> None:
+    out = hostile_run(tmp_path)
+    shown = CliRunner().invoke(app, ["inspect", str(out), "--rejected", "--samples", "10"])
+    assert shown.exit_code == 0, shown.output
+    rejected = [line for line in shown.output.splitlines() if line.startswith("gopher_")]
+    assert rejected and all("rejected)" in line for line in rejected)
+    assert "\x1b" not in shown.output.replace("\x1b[", "") and "\u202e" not in shown.output
+    assert "\\u202e" in shown.output  # the override shown as a visible escape
+    one = CliRunner().invoke(app, ["inspect", str(out), "--rejected", "--step", "gopher_quality",
+                                   "--reason", "no_such_reason"])
+    assert one.exit_code == 0 and "no rejected documents of step gopher_quality" in one.output

@@ -163,10 +163,17 @@ def steps(name: Annotated[str | None, typer.Argument(help="a step to describe")]
 def inspect_output(
     output: Annotated[Path, typer.Argument(help="an output folder written by `assay run`")],
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest's totals as JSON")] = False,
+    rejected: Annotated[bool, typer.Option("--rejected", help="show sampled rejected documents")] = False,
+    step: Annotated[str | None, typer.Option(help="--rejected: only this step's")] = None,
+    reason: Annotated[str | None, typer.Option(help="--rejected: only this reason's")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="--rejected: documents per step and reason")] = 3,
+    seed: Annotated[int, typer.Option(help="--rejected: seed of the sample")] = 0,
 ) -> None:
-    """Print the funnel and top reasons of a finished run, from its manifest.
+    """Print the funnel and top reasons of a finished run, from its manifest; with
+    --rejected, a sample of the rejected documents with the signal values that decided them.
 
-    Example: assay inspect out/web-quality
+    Examples: assay inspect out/web-quality
+              assay inspect out/web-quality --rejected --step gopher_repetition --reason top_3_gram
     """
     manifest_path = output / "manifest.json"
     if not manifest_path.is_file():
@@ -179,12 +186,34 @@ def inspect_output(
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RunError(f"not a manifest written by assay run ({type(exc).__name__}: {exc})",
                        file=str(manifest_path)) from None
+    if rejected:
+        _print_rejected(output, seed, samples, step, reason)
+        return
     if as_json:
         sys.stdout.write(orjson.dumps(
             {"totals": manifest["totals"], "steps": manifest["steps"]}, option=orjson.OPT_INDENT_2
         ).decode() + "\n")
         return
     print_funnel(manifest, console)
+
+
+def _print_rejected(output: Path, seed: int, samples: int, step: str | None, reason: str | None) -> None:
+    from assay.report.rejected import format_signals, sample_rejected
+
+    groups = sample_rejected(output, seed, samples, step, reason)
+    if not groups:
+        console.print(inert(f"no rejected documents{' of step ' + step if step else ''}"
+                            f"{' with reason ' + reason if reason else ''}", one_line=True))
+        return
+    for group in groups:
+        console.print(Text(inert(f"{group.step}: {group.reason} ({group.total:,} rejected)", one_line=True),
+                           style="bold"))
+        for record in group.records:
+            text = record["text"] or ""
+            cut = text[:400] + (f" … ({len(text):,} characters)" if len(text) > 400 else "")
+            console.print(Text(inert(f"  {record['id']} · {record['source']} · "
+                                     f"{format_signals(group.signals(record))}", one_line=True), style="dim"))
+            console.print(Text("    " + inert(cut).replace("\n", "\n    ")))
 
 
 @app.command("report")

@@ -17,36 +17,15 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from assay.documents import ID, REASON, REJECTED_BY, SOURCE, TEXT
+from assay.documents import ID, REJECTED_BY, SOURCE, TEXT
 from assay.report import html as h
+from assay.report.rejected import format_signals, sample_rejected
+from assay.report.shards import numeric_signals, read_columns
 
 SAMPLE_CHARS = 800
 BINS = 30
-
-
-def _read(folder: Path, columns: list[str]) -> pa.Table | None:
-    """The named columns (those a shard has) of every Parquet shard of ``folder``."""
-    parts = []
-    for path in sorted(folder.glob("*.parquet")):
-        names = set(pq.read_schema(path).names)
-        parts.append(pq.read_table(path, columns=[c for c in columns if c in names]))
-    return pa.concat_tables(parts, promote_options="default") if parts else None
-
-
-def _signal_columns(folder: Path) -> list[str]:
-    names: set[str] = set()
-    for path in sorted(folder.glob("*.parquet")):
-        schema = pq.read_schema(path)
-        names |= {
-            f.name
-            for f in schema
-            if "." in f.name and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
-        }
-    return sorted(names)
 
 
 def header(manifest: dict[str, Any]) -> str:
@@ -120,15 +99,15 @@ def funnel(manifest: dict[str, Any]) -> str:
 
 
 def signals(output: Path, step_order: list[str]) -> str:
-    kept_cols = _signal_columns(output / "data")
-    rejected_cols = _signal_columns(output / "rejected")
+    kept_cols = numeric_signals(output / "data")
+    rejected_cols = numeric_signals(output / "rejected")
     rank = {name: i for i, name in enumerate(step_order)}
     columns = sorted(set(kept_cols) | set(rejected_cols),
                      key=lambda c: (rank.get(c.split(".", 1)[0], len(rank)), c))
     if not columns:
         return ""
-    kept = _read(output / "data", columns)
-    rejected = _read(output / "rejected", [*columns, REJECTED_BY])
+    kept = read_columns(output / "data", columns)
+    rejected = read_columns(output / "rejected", [*columns, REJECTED_BY])
     figures = []
     constant = []
     for column in columns:
@@ -176,49 +155,26 @@ def signals(output: Path, step_order: list[str]) -> str:
 
 
 def rejected_samples(output: Path, seed: int, per_reason: int) -> str:
-    table = _read(output / "rejected", [ID, REJECTED_BY, REASON])
-    if table is None or table.num_rows == 0:
+    groups = sample_rejected(output, seed, per_reason)
+    if not groups:
         return ""
-    steps = table.column(REJECTED_BY).to_pylist()
-    reasons = table.column(REASON).to_pylist()
-    groups: dict[tuple[str, str], list[int]] = {}
-    for row, key in enumerate(zip(steps, reasons, strict=True)):
-        groups.setdefault(key, []).append(row)
-    rng = np.random.default_rng(seed)
-    chosen = {
-        key: sorted(rng.choice(rows, size=min(per_reason, len(rows)), replace=False).tolist())
-        for key, rows in sorted(groups.items())
-    }
-    wanted = sorted(r for rows in chosen.values() for r in rows)
-    full = _read(
-        output / "rejected", [ID, TEXT, SOURCE, REJECTED_BY, REASON, *_signal_columns(output / "rejected")]
-    )
-    assert full is not None
-    picked = full.take(pa.array(wanted)).to_pylist()
-    by_row = dict(zip(wanted, picked, strict=True))
     parts = ["<h2>Rejected documents</h2>"]
-    for (step, reason), rows in chosen.items():
-        parts.append(f"<h3>{h.text(step)}: {h.text(reason)} ({len(groups[(step, reason)]):,})</h3>")
-        for row in rows:
-            record = by_row[row]
-            own = {k: v for k, v in record.items() if k.startswith(f"{step}.") and v is not None}
-            values = " · ".join(
-                f"{k.split('.', 1)[1]} {v:.4g}" if isinstance(v, float) else f"{k.split('.', 1)[1]} {v}"
-                for k, v in own.items()
-            )
+    for group in groups:
+        parts.append(f"<h3>{h.text(group.step)}: {h.text(group.reason)} ({group.total:,})</h3>")
+        for record in group.records:
             body = record[TEXT] or ""
             more = f" … ({len(body):,} characters)" if len(body) > SAMPLE_CHARS else ""
             parts.append(
                 f'<p><b>{h.text(record[ID])}</b> <span class="muted">{h.text(record[SOURCE])}'
-                f" · {h.text(values)}</span></p>"
+                f" · {h.text(format_signals(group.signals(record)))}</span></p>"
                 f'<div class="doc">{h.text(body[:SAMPLE_CHARS])}{h.text(more)}</div>'
             )
     return "".join(parts)
 
 
 def composition(output: Path) -> str:
-    kept = _read(output / "data", [SOURCE, TEXT])
-    rejected = _read(output / "rejected", [SOURCE, TEXT])
+    kept = read_columns(output / "data", [SOURCE, TEXT])
+    rejected = read_columns(output / "rejected", [SOURCE, TEXT])
     before: Counter[str] = Counter()
     after: Counter[str] = Counter()
     for table, counters in ((kept, (before, after)), (rejected, (before,))):
