@@ -7,6 +7,7 @@
       generated/part-FFFFF-CCCCC-sK.parquet new documents steps wrote (rephrasings, syntheses),
                                             with their provenance; outside the input's books
       manifest.json                         the run's recipe, versions, inputs and counts
+      report.html                           what the run did, written by `assay report`
       _progress/                            one report per finished task (for resume), the
                                             fingerprint and the run's id
       _work/stage-K/                        intermediate shards between stages
@@ -34,8 +35,8 @@ from assay.io.writers import Compression, OutputFormat, shard_suffix
 # Where global steps publish artefacts: OUTPUT/index/NAME, OUTPUT/models/NAME, OUTPUT/reports/NAME.
 ARTEFACT_FOLDERS = ("index", "models", "reports")
 # Every entry a run writes at the top of its output (besides the marker and the lock).
-RUN_NAMES = ("data", "rejected", "quarantine", "generated", "manifest.json", "_progress", "_work",
-             *ARTEFACT_FOLDERS)
+RUN_NAMES = ("data", "rejected", "quarantine", "generated", "manifest.json", "report.html", "_progress",
+             "_work", *ARTEFACT_FOLDERS)
 # Kept across --overwrite: answers keyed by what decides them are never stale.
 CACHE_FOLDER = "cache"
 
