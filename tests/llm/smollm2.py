@@ -61,9 +61,10 @@ _CONVERT = f"""
 import sys, torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 source, out = sys.argv[1], sys.argv[2]
-tokenizer = AutoTokenizer.from_pretrained(source, gguf_file={GGUF!r})
-dequantised = AutoModelForCausalLM.from_pretrained(source, gguf_file={GGUF!r}, dtype=torch.float32)
-config = AutoConfig.from_pretrained(source, gguf_file={GGUF!r})
+tokenizer = AutoTokenizer.from_pretrained(source, gguf_file={GGUF!r}, local_files_only=True)
+dequantised = AutoModelForCausalLM.from_pretrained(source, gguf_file={GGUF!r}, dtype=torch.float32,
+                                                   local_files_only=True)
+config = AutoConfig.from_pretrained(source, gguf_file={GGUF!r}, local_files_only=True)
 if hasattr(config, "quantization_config"):
     delattr(config, "quantization_config")  # the weights are plain float32 from here on
 plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

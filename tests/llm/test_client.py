@@ -141,3 +141,21 @@ def test_the_llm_block_is_checked() -> None:
         LLMSpec(model="m")
     assert LLMSpec(backend="transformers", model="/models/x").decisive() == {
         "model": "/models/x", "temperature": 0.0, "seed": 0, "max_tokens": 512}
+
+
+def test_a_cache_file_assay_did_not_write_is_never_written(tmp_path: Path) -> None:
+    import sqlite3
+
+    from assay.llm.cache import CacheError
+
+    theirs = tmp_path / "theirs.sqlite"
+    with sqlite3.connect(theirs) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    before = theirs.read_bytes()
+    with pytest.raises(CacheError, match="a database assay did not write"):
+        RequestCache(theirs)
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes, not a database " * 100)
+    with pytest.raises(CacheError, match="not a request cache"):
+        RequestCache(text)
+    assert theirs.read_bytes() == before and text.read_text() == "my notes, not a database " * 100

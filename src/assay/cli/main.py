@@ -230,6 +230,7 @@ def report_command(
     Example: assay report out/web-quality
     """
     from assay.io.ownership import check_file_output, read_marker
+    from assay.io.writers import write_bytes
     from assay.report.run_report import run_report
 
     if not (output / "manifest.json").is_file():
@@ -239,11 +240,9 @@ def report_command(
         raise RunError(f"{output} is not a folder assay marked as its own; give --out FILE")
     target = out or output / "report.html"
     check_file_output(target)
-    page = run_report(output, seed=seed, per_reason=samples)
-    staged = target.with_name(f".{target.name}.tmp")
-    staged.write_text(page, encoding="utf-8")
-    staged.replace(target)
-    console.print(f"report → {inert(str(target), one_line=True)} ({len(page.encode()):,} bytes)")
+    page = run_report(output, seed=seed, per_reason=samples).encode()
+    write_bytes(str(target.resolve()), page)
+    console.print(f"report → {inert(str(target), one_line=True)} ({len(page):,} bytes)")
 
 
 def _type_name(annotation: Any) -> str:

@@ -46,13 +46,18 @@ def write_table(
 def write_json(url: str, data: object) -> None:
     """Write JSON atomically (temporary name, then rename): indented, keys sorted, numpy
     values as numbers. Every JSON file assay writes (manifests, reports, results) goes here."""
+    write_bytes(url, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+                                  | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write a whole file atomically: a temporary name, then a rename."""
     fs, path = fsspec.core.url_to_fs(url)
     parent, name = path.rsplit("/", 1)
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.{name}.tmp"
     with fs.open(tmp, "wb") as out:
-        out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-                               | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
+        out.write(data)
     fs.mv(tmp, path)
 
 

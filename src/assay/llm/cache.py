@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from assay.errors import AssayError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL,
                                     tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL);
@@ -35,6 +37,10 @@ def request_key(model: str, messages: list[dict[str, str]], params: dict[str, An
     """SHA-256 of everything that decides an answer, in a canonical JSON form."""
     payload = orjson.dumps([model, messages, params, doc_id, sample], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(payload).hexdigest()
+
+
+class CacheError(AssayError):
+    """The request cache's file is not one assay wrote."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +58,28 @@ class RequestCache:
         self.run = run
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._refuse_a_foreign_file()
         self._db.execute("PRAGMA journal_mode=WAL")
         # A commit reaches the WAL file without an fsync: a killed process loses nothing, a
         # power cut may lose the last answers (asked again by the next run).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO spending VALUES (?, 0, 0.0)", (run,))
+
+    def _refuse_a_foreign_file(self) -> None:
+        """A file at ``llm.cache`` that is not a request cache (another program's database,
+        or not a database) is never written to."""
+        try:
+            listed = self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = {name for (name,) in listed}
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CacheError(f"not a request cache ({exc}); give llm.cache a new file",
+                             file=str(self.path)) from None
+        if tables and "answers" not in tables:
+            self._db.close()
+            raise CacheError("a database assay did not write; give llm.cache a new file",
+                             file=str(self.path))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Cached]:
         keys = list(keys)

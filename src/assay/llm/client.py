@@ -64,14 +64,7 @@ class ClientStats:
     latencies_s: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        lat = np.asarray(self.latencies_s) if self.latencies_s else np.zeros(1)
-        return {
-            "requests": self.requests, "cache_hits": self.cache_hits, "retries": self.retries,
-            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
-            "cost_usd": round(self.cost_usd, 6), "errors": dict(sorted(self.errors.items())),
-            "latency_p50_s": round(float(np.percentile(lat, 50)), 4),
-            "latency_p95_s": round(float(np.percentile(lat, 95)), 4),
-        }
+        return summarize_counters(self.counters())
 
     def counters(self) -> dict[str, Any]:
         """These stats as counters that add across tasks (see :func:`summarize_counters`):

@@ -46,6 +46,7 @@ def _load(model: str) -> tuple[Any, Any, Any]:
     if not path.exists():
         raise LocalModelError(f"llm.model {model}: no such model folder or .gguf file")
     where, options = (str(path.parent), {"gguf_file": path.name}) if path.is_file() else (str(path), {})
+    options["local_files_only"] = True  # a local folder or file: never the hub
     tokenizer = AutoTokenizer.from_pretrained(where, **options)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
