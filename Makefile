@@ -30,8 +30,6 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/assay run examples/web-quality.yaml
 	$(BIN)/assay run examples/warc-to-text.yaml
-	$(BIN)/assay report out/web-quality
-	$(BIN)/assay report out/warc-to-text
 
 # The manual (docs/, MkDocs with the Material theme) builds offline into site/. --strict turns
 # a broken link, a missing page or a broken anchor into a failure (not with -q, which hides the

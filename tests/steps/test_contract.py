@@ -99,19 +99,20 @@ def core_table(docs: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([{**d, "metadata": None} for d in docs], schema=CORE_SCHEMA)
 
 
-def check_empty_keeps_schema(step: Step, table: pa.Table) -> None:
+def check_empty_keeps_schema(step: Step, table: pa.Table) -> pa.Table:
     """An empty table keeps every core column, with its type, and comes out with the columns
-    (and types) the step gives a full table."""
+    (and types) the step gives a full table; returns what the step gives the full table."""
     step.ensure_setup()
     out = step(CORE_SCHEMA.empty_table())
     assert out.num_rows == 0
     for field in CORE_SCHEMA:
         assert field.name in out.column_names, f"{step.name} dropped {field.name} on an empty table"
         assert out.schema.field(field.name).type == field.type, field.name
-    full = step(table).schema
-    assert out.schema.names == full.names, (step.name, out.schema.names, full.names)
-    for field in full:
+    full = step(table)
+    assert out.schema.names == full.schema.names, (step.name, out.schema.names, full.schema.names)
+    for field in full.schema:
         assert out.schema.field(field.name).type == field.type, (step.name, field.name)
+    return full
 
 
 def check_round_trips(step: Step, corpus: Path) -> None:
@@ -123,9 +124,9 @@ def check_round_trips(step: Step, corpus: Path) -> None:
     assert type(parsed) is type(step) and parsed.describe() == step.describe()
 
 
-def check_writes_its_signals(step: Step, table: pa.Table) -> None:
-    """The columns a step adds to a batch are its declared signals (and the row marks)."""
-    out = step(table)
+def check_writes_its_signals(step: Step, table: pa.Table, out: pa.Table) -> None:
+    """The columns a step adds to a batch (``out``, what it gave ``table``) are its declared
+    signals (and the row marks)."""
     added = set(out.column_names) - set(table.column_names) - MARKS
     assert added == set(step.signal_columns()), (step.name, added, step.signal_columns())
     assert out.num_rows == table.num_rows  # steps mark rows; they never drop them
@@ -153,16 +154,19 @@ def test_every_registered_step_keeps_the_contract(name: str, params: dict[str, d
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in documents))
     step = build(name, params)
-    check_empty_keeps_schema(step, core_table(documents))
+    table = core_table(documents)
+    # What the step gives the full table, computed once (the slowest steps, an embedding
+    # model and the LLM steps, take seconds a call) and checked by each check below.
+    full = check_empty_keeps_schema(step, table)
     check_round_trips(step, corpus)
     kept_signals = check_rejections_carry_reasons(build(name, params), corpus, tmp_path / "out")
     if isinstance(step, GlobalStep):
         # Its keys (written in the first stage) and what its fit decides (in the kept rows)
         # are its declared signals; keys only the fit needs may be dropped by then.
-        keys = set(step(core_table(documents)).column_names) - set(CORE_SCHEMA.names)
+        keys = set(full.column_names) - set(CORE_SCHEMA.names)
         assert keys | kept_signals == set(step.signal_columns()), (name, keys, kept_signals)
     else:
-        check_writes_its_signals(step, core_table(documents))
+        check_writes_its_signals(step, table, full)
         assert kept_signals == set(step.signal_columns())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -104,8 +105,11 @@ def run(
         help="run the tasks here (local) or on a Ray cluster (ray); default: the recipe's")] = None,
     address: Annotated[str | None, typer.Option(
         help="with --executor ray: auto, local, HOST:PORT or ray://HOST:PORT")] = None,
+    report: Annotated[bool, typer.Option(
+        help="write OUTPUT/report.html at the end (see assay report)")] = True,
 ) -> None:
-    """Run a recipe: read, curate, and write kept, rejected and quarantined documents.
+    """Run a recipe: read, curate, and write kept, rejected and quarantined documents,
+    then the run's report (OUTPUT/report.html).
 
     Re-running into the same output skips the shards that are already finished, so a
     killed run is finished by running the same command again (or with --resume), on
@@ -126,6 +130,18 @@ def run(
     print_funnel(result.manifest, console)
     for warning in result.manifest.get("warnings", []):
         warn(warning)
+    if report:
+        output = spec.output.path
+        if "://" in output and not output.startswith("file://"):
+            warn(f"no report for an output at {output}: `assay report` writes one from a local copy")
+            return
+        try:
+            _write_report(Path(output.removeprefix("file://")), None, seed=0, samples=5)
+        except Exception as exc:  # the run is done and its books balance: a report never fails it
+            if options.debug:
+                raise
+            warn(f"the report could not be written ({type(exc).__name__}: {exc}); the run's output is "
+                 "complete; try `assay report` (--debug shows the traceback)")
 
 
 @app.command()
@@ -219,30 +235,53 @@ def _print_rejected(output: Path, seed: int, samples: int, step: str | None, rea
 @app.command("report")
 @guarded
 def report_command(
-    output: Annotated[Path, typer.Argument(help="an output folder written by `assay run`")],
+    output: Annotated[Path, typer.Argument(
+        help="an output of assay run, prepare or compare, or the file assay fit --out wrote")],
     out: Annotated[Path | None, typer.Option(
-        help="the HTML file to write (default OUTPUT/report.html)")] = None,
+        help="the HTML file to write (default OUTPUT/report.html; beside a fit file, NAME.html)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the document samples")] = 0,
     samples: Annotated[int, typer.Option(help="rejected documents shown per step and reason")] = 5,
 ) -> None:
-    """Write one self-contained HTML page showing what a run did (no network, no script).
+    """Write one self-contained HTML page showing what a run, a prepare, a compare or a fit
+    did (no network, no script).
 
-    Example: assay report out/web-quality
+    Examples: assay report out/web-quality
+              assay report shards/ --out prepare.html
+              assay report fit.json
     """
+    _write_report(output, out, seed=seed, samples=samples)
+
+
+def _write_report(output: Path, out: Path | None, seed: int, samples: int) -> None:
+    """Write the report of the output ``output`` (into it, beside a fit file, or to ``out``)
+    and say where."""
     from assay.io.ownership import check_file_output, read_marker
     from assay.io.writers import write_bytes
+    from assay.report.kinds import report_kind
+    from assay.report.prepare_report import prepare_report
     from assay.report.run_report import run_report
+    from assay.report.scaling_report import compare_report, fit_report
 
-    if not (output / "manifest.json").is_file():
-        raise RunError(f"{output / 'manifest.json'} not found: is {output} an assay output of a "
-                       "finished run?")
-    if out is None and read_marker(str(output)) is None:
+    kind = report_kind(output)
+    if out is None and kind == "fit":
+        out = output.with_suffix(".html")
+    elif out is None and read_marker(str(output)) is None:
         raise RunError(f"{output} is not a folder assay marked as its own; give --out FILE")
     target = out or output / "report.html"
     check_file_output(target)
-    page = run_report(output, seed=seed, per_reason=samples).encode()
-    write_bytes(str(target.resolve()), page)
-    console.print(f"report → {inert(str(target), one_line=True)} ({len(page):,} bytes)")
+    started = time.perf_counter()
+    if kind == "run":
+        page = run_report(output, seed=seed, per_reason=samples)
+    elif kind == "prepare":
+        page = prepare_report(output, seed=seed)
+    elif kind == "compare":
+        page = compare_report(output)
+    else:
+        page = fit_report(output)
+    data = page.encode()
+    write_bytes(str(target.resolve()), data)
+    console.print(f"report → {inert(str(target), one_line=True)} ({len(data):,} bytes, "
+                  f"{time.perf_counter() - started:.1f} s)")
 
 
 def _type_name(annotation: Any) -> str:

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from assay.engine.changes import merge_changes
 from assay.errors import EXIT_ACCOUNTING, AssayError
 
 
@@ -36,6 +37,8 @@ class StepStats:
     reasons: Counter[str] = field(default_factory=Counter)
     generated: int = 0  # new documents the step wrote to generated/
     counters: dict[str, Any] = field(default_factory=dict)  # the step's own (StepExtras)
+    changed: int = 0  # kept documents whose text the step rewrote
+    changes: list[dict[str, Any]] = field(default_factory=list)  # a sample of them (engine/changes.py)
 
     def add(self, other: StepStats) -> None:
         self.docs_in += other.docs_in
@@ -48,6 +51,8 @@ class StepStats:
         self.reasons.update(other.reasons)
         self.generated += other.generated
         add_counters(self.counters, other.counters)
+        self.changed += other.changed
+        self.changes = merge_changes(self.changes, other.changes)
 
     def to_json(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -55,6 +60,9 @@ class StepStats:
             extra["generated"] = self.generated
         if self.counters:
             extra["counters"] = self.counters
+        if self.changed:
+            extra["changed"] = self.changed
+            extra["changes"] = self.changes
         return {
             "name": self.name,
             "kind": self.kind,

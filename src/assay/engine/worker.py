@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, REASON, REJECTED_BY, text_bytes
+from assay.engine.changes import REWRITING_KINDS, changed_rows, sample_changes
 from assay.engine.ids import shard_ids
 from assay.engine.layout import Layout
 from assay.engine.plan import Stage
@@ -145,6 +146,11 @@ def _run_step(
     stats.docs_in += table.num_rows
     stats.bytes_in += text_bytes(table)
     marked = _call_step(stats.name, shard, call, table)
+    if stats.kind in REWRITING_KINDS:
+        rows = changed_rows(table, marked)
+        if len(rows):
+            stats.changed += len(rows)
+            stats.changes = sample_changes(table, marked, rows, stats.changes)
     kept, rejected = _split(marked, stats.name)
     stats.docs_kept += kept.num_rows
     stats.bytes_kept += text_bytes(kept)

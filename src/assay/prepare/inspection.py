@@ -18,15 +18,22 @@ from assay.prepare.reader import Shards
 from assay.report.terminal import inert
 
 
-def sample_documents(shards: Shards, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` documents drawn at random (seeded) over all phases, decoded back to text."""
+def draw_documents(shards: Shards, n: int, seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` documents drawn at random (seeded) over all phases, as ``(phase, position)``."""
     rng = np.random.default_rng(seed)
     sizes = [int(p["documents"]) for p in shards.manifest["phases"]]
     total = sum(sizes)
-    out: list[dict[str, Any]] = []
+    drawn = []
     for g in rng.choice(total, size=min(n, total), replace=False) if total else []:
         p = int(np.searchsorted(np.cumsum(sizes), g, side="right"))
-        position = int(g) - sum(sizes[:p])
+        drawn.append((p, int(g) - sum(sizes[:p])))
+    return drawn
+
+
+def sample_documents(shards: Shards, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` documents drawn at random (seeded) over all phases, decoded back to text."""
+    out: list[dict[str, Any]] = []
+    for p, position in draw_documents(shards, n, seed):
         row = shards.documents(p).slice(position, 1).to_pylist()[0]
         packing = shards.packings(p)[0]
         out.append({"phase": shards.phases[p], **row, "packing": packing,

@@ -26,7 +26,7 @@ TOKENIZER = "tokenizer.json"
 WORK = "_work"
 HELDOUT = "heldout"  # the held-out split's folder name and its name for the reader
 # Everything prepare writes at the top of its output: ``--overwrite`` deletes these and nothing else.
-NAMES = (MANIFEST, TOKENIZER, "documents", "concat", "decompose", WORK)
+NAMES = (MANIFEST, TOKENIZER, "documents", "concat", "decompose", WORK, "report.html")
 
 
 def phase_dir(p: int | None, name: str) -> str:

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from assay.documents import ID, REASON, REJECTED_BY, SOURCE, TEXT
-from assay.report.shards import numeric_signals, read_columns
+from assay.report.shards import numeric_signals, read_columns, shards, take_rows
 
 
 @dataclass
@@ -51,10 +50,7 @@ def sample_rejected(output: Path, seed: int = 0, per_reason: int = 5, step: str 
     chosen = {key: sorted(rng.choice(rows, size=min(per_reason, len(rows)), replace=False).tolist())
               for key, rows in sorted(groups.items())}
     wanted = sorted(r for rows in chosen.values() for r in rows)
-    full = read_columns(output / "rejected", [ID, TEXT, SOURCE, REJECTED_BY, REASON,
-                                              *numeric_signals(output / "rejected")])
-    assert full is not None
-    taken = full.take(pa.array(wanted, pa.int64())).to_pylist() if wanted else []
-    by_row = dict(zip(wanted, taken, strict=True))
+    by_row = take_rows(output / "rejected", wanted, [ID, TEXT, SOURCE, REJECTED_BY, REASON,
+                                                     *numeric_signals(shards(output / "rejected"))])
     return [RejectedGroup(s, r, len(groups[(s, r)]), [by_row[i] for i in rows])
             for (s, r), rows in chosen.items()]

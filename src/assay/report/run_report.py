@@ -1,11 +1,12 @@
 """The HTML report of a curation run: what each step did and why, from its output folder.
 
 Built from the manifest and the Parquet shards of ``data/`` and ``rejected/``, reading only
-the columns each section needs. Sections appear where the run has their data: the header
-(recipe, versions, inputs, the accounting badge), the funnel, each numeric signal's
-histogram split by the step's own decision with percentiles, a seeded sample of rejected
-documents per step and reason with the signal values that decided them, the composition
-by source before and after, and timings.
+the columns each section needs, a shard or a column at a time. Sections appear where the run
+has their data: the header (recipe, versions, inputs, the accounting badge), the funnel,
+the signals with the recipe's thresholds and the documents nearest them (``signals.py``),
+a seeded sample of rejected documents per step and reason, the duplicates (``dedup.py``),
+the composition by source and language before and after, the global steps' findings
+(``artefacts.py``) and timings.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pyarrow.compute as pc
 
-from assay.documents import ID, REJECTED_BY, SOURCE, TEXT
+from assay.documents import ID, SOURCE, TEXT
 from assay.report import html as h
+from assay.report.artefacts import artefacts_section
+from assay.report.dedup import dedup_section
 from assay.report.rejected import format_signals, sample_rejected
-from assay.report.shards import numeric_signals, read_columns
+from assay.report.shards import iter_tables, shards
+from assay.report.signals import borderline_section, recipe_thresholds, signals_section
 
 SAMPLE_CHARS = 800
-BINS = 30
 
 
 def header(manifest: dict[str, Any]) -> str:
@@ -46,7 +48,7 @@ def header(manifest: dict[str, Any]) -> str:
         ],
     )
     return (
-        f"<h1>{h.text(manifest['name'])}</h1>"
+        f'<h1 id="header">{h.text(manifest["name"])}</h1>'
         f'<p class="muted">recipe {digest} · assay {h.text(manifest["assay_version"])} · seed '
         f"{manifest['seed']} · {h.text(manifest['created'])} · {manifest['wall_seconds']:.1f} s</p>"
         f"<p>{badge}</p>{inputs}"
@@ -82,7 +84,7 @@ def funnel(manifest: dict[str, Any]) -> str:
                     "",
                 )
             )
-    return "<h2>Funnel</h2>" + h.table(
+    return '<h2 id="funnel-section">Funnel</h2>' + h.table(
         [
             "step / reason",
             "in",
@@ -98,67 +100,11 @@ def funnel(manifest: dict[str, Any]) -> str:
     )
 
 
-def signals(output: Path, step_order: list[str]) -> str:
-    kept_cols = numeric_signals(output / "data")
-    rejected_cols = numeric_signals(output / "rejected")
-    rank = {name: i for i, name in enumerate(step_order)}
-    columns = sorted(set(kept_cols) | set(rejected_cols),
-                     key=lambda c: (rank.get(c.split(".", 1)[0], len(rank)), c))
-    if not columns:
-        return ""
-    kept = read_columns(output / "data", columns)
-    rejected = read_columns(output / "rejected", [*columns, REJECTED_BY])
-    figures = []
-    constant = []
-    for column in columns:
-        step = column.split(".", 1)[0]
-        own: list[np.ndarray] = []
-        other: list[np.ndarray] = []
-        for table, by_step in ((kept, None), (rejected, True)):
-            if table is None or column not in table.column_names:
-                continue
-            values = table.column(column).to_numpy(zero_copy_only=False).astype(float)
-            if by_step:
-                mine = np.asarray(table.column(REJECTED_BY).to_pylist(), dtype=object) == step
-                own.append(values[mine])
-                other.append(values[~mine])
-            else:
-                other.append(values)
-        passed = np.concatenate(other) if other else np.zeros(0)
-        failed = np.concatenate(own) if own else np.zeros(0)
-        passed, failed = passed[np.isfinite(passed)], failed[np.isfinite(failed)]
-        every = np.concatenate([passed, failed])
-        if not len(every):
-            continue
-        lo, hi = float(every.min()), float(every.max())
-        if lo == hi:  # nothing to draw: one value for every document
-            constant.append(f"{column} = {lo:.4g}")
-            continue
-        edges = np.linspace(lo, hi if hi > lo else lo + 1, BINS + 1)
-        k, _ = np.histogram(passed, edges)
-        r, _ = np.histogram(failed, edges)
-        pct = np.percentile(every, [1, 10, 50, 90, 99])
-        figures.append(
-            f"<figure><figcaption>{h.text(column)}</figcaption>"
-            f"{h.histogram_svg(edges.tolist(), k.tolist(), r.tolist())}"
-            f'<div class="muted">passed {len(passed):,} · rejected by {h.text(step)} {len(failed):,} · '
-            f"p1 {pct[0]:.4g} · p10 {pct[1]:.4g} · p50 {pct[2]:.4g} · p90 {pct[3]:.4g} · "
-            f"p99 {pct[4]:.4g}</div>"
-            "</figure>"
-        )
-    if not figures and not constant:
-        return ""
-    same = ""
-    if constant:
-        same = f'<p class="muted">the same for every document: {h.text(", ".join(constant))}</p>'
-    return '<h2>Signals</h2><div class="grid">' + "".join(figures) + "</div>" + same
-
-
 def rejected_samples(output: Path, seed: int, per_reason: int) -> str:
     groups = sample_rejected(output, seed, per_reason)
     if not groups:
         return ""
-    parts = ["<h2>Rejected documents</h2>"]
+    parts = ['<h2 id="rejected">Rejected documents</h2>']
     for group in groups:
         parts.append(f"<h3>{h.text(group.step)}: {h.text(group.reason)} ({group.total:,})</h3>")
         for record in group.records:
@@ -172,34 +118,78 @@ def rejected_samples(output: Path, seed: int, per_reason: int) -> str:
     return "".join(parts)
 
 
-def composition(output: Path) -> str:
-    kept = read_columns(output / "data", [SOURCE, TEXT])
-    rejected = read_columns(output / "rejected", [SOURCE, TEXT])
-    before: Counter[str] = Counter()
-    after: Counter[str] = Counter()
-    for table, counters in ((kept, (before, after)), (rejected, (before,))):
-        if table is None:
+LANGUAGE = "language.language"  # the language step's label, where it ran
+UNIDENTIFIED = "(not identified)"
+
+
+def _diff_html(diff: str) -> str:
+    lines = []
+    for line in diff.split("\n"):
+        kind = {"+": "add", "-": "del", "@": "muted"}.get(line[:1], "")
+        lines.append(f'<span class="{kind}">{h.text(line)}</span>' if kind else h.text(line))
+    return '<div class="doc">' + "\n".join(lines) + "</div>"
+
+
+def changes(manifest: dict[str, Any]) -> str:
+    """Per step that rewrote kept documents: how many, and a sample of its changes."""
+    parts = []
+    for step in manifest["steps"]:
+        if not step.get("changed"):
             continue
-        sizes = pc.binary_length(table.column(TEXT)).to_numpy(zero_copy_only=False)
-        for source, size in zip(table.column(SOURCE).to_pylist(), sizes, strict=True):
-            for counter in counters:
-                counter[source] += int(size)
-    if not before:
+        parts.append(f"<h3>{h.text(step['name'])}: {step['changed']:,} kept documents rewritten "
+                     f"({100 * step['changed'] / max(1, step['docs_kept']):.1f}% of those it kept)</h3>")
+        for change in step.get("changes", []):
+            parts.append(f"<p><b>{h.text(change['id'])}</b> <span class=\"muted\">"
+                         f"{change['chars_before']:,} → {change['chars_after']:,} characters</span></p>")
+            if "diff" in change:
+                parts.append(_diff_html(change["diff"]))
+            else:
+                before, after = (f'<div class="doc">{h.text(change[k])}</div>' for k in ("before", "after"))
+                parts.append(f'<div class="sides"><div><b>before</b>{before}</div>'
+                             f"<div><b>after</b>{after}</div></div>")
+    if not parts:
         return ""
-    total_before, total_after = max(1, sum(before.values())), max(1, sum(after.values()))
-    rows = [
-        (
-            source,
-            f"{before[source]:,}",
-            f"{100 * before[source] / total_before:.1f}%",
-            f"{after[source]:,}",
-            f"{100 * after[source] / total_after:.1f}%",
-        )
-        for source in sorted(before, key=lambda s: -before[s])
-    ]
-    return "<h2>Composition by source (text bytes)</h2>" + h.table(
-        ["source", "before", "share", "after", "share"], rows
-    )
+    return ('<h2 id="changes">Rewritten documents</h2><p class="muted">a sample of each step\'s changes to '
+            "the documents it kept (the same sample whatever the sharding)</p>" + "".join(parts))
+
+
+def composition(output: Path) -> str:
+    """Documents and text bytes per source, and per language where a language step ran,
+    before the run (every document read) and after (the kept ones); one shard at a time."""
+    # tallies[by][measure][stage][key]: by source or language, documents or bytes, before or after
+    tallies = {by: {m: (Counter(), Counter()) for m in ("docs", "bytes")} for by in ("source", "language")}
+    for folder in ("data", "rejected"):
+        for _, table in iter_tables(shards(output / folder), (SOURCE, TEXT, LANGUAGE), batch_rows=1):
+            names = set(table.column_names)
+            sizes = pc.binary_length(table.column(TEXT)).to_numpy(zero_copy_only=False).tolist()
+            keys = {"source": table.column(SOURCE).to_pylist(),
+                    "language": (table.column(LANGUAGE).to_pylist() if LANGUAGE in names
+                                 else [UNIDENTIFIED] * table.num_rows)}
+            stages = (0, 1) if folder == "data" else (0,)
+            for by, values in keys.items():
+                for value, size in zip(values, sizes, strict=True):
+                    for stage in stages:
+                        tallies[by]["docs"][stage][value or UNIDENTIFIED] += 1
+                        tallies[by]["bytes"][stage][value or UNIDENTIFIED] += size
+    if not tallies["source"]["docs"][0]:
+        return ""
+    parts = ['<h2 id="composition">Composition</h2>']
+    for by, tally in tallies.items():
+        before = tally["docs"][0]
+        if by == "language" and set(before) == {UNIDENTIFIED}:
+            continue
+        rows = []
+        for key in sorted(before, key=lambda k: (-before[k], k)):
+            row = [key]
+            for measure in ("docs", "bytes"):
+                for stage in (0, 1):
+                    count, total = tally[measure][stage][key], max(1, sum(tally[measure][stage].values()))
+                    row += [f"{count:,}", f"{100 * count / total:.1f}%"]
+            rows.append(row)
+        parts.append(f"<h3>by {by}</h3>" + h.table(
+            [by, "documents before", "share", "after", "share", "text bytes before", "share", "after",
+             "share"], rows))
+    return "".join(parts)
 
 
 def timings(manifest: dict[str, Any]) -> str:
@@ -209,7 +199,7 @@ def timings(manifest: dict[str, Any]) -> str:
         for s in manifest["steps"]
     ]
     return (
-        "<h2>Timings</h2>"
+        '<h2 id="timings">Timings</h2>'
         + h.table(["step", "worker seconds", "documents/s"], rows)
         + f'<p class="muted">executor {h.text(executor.get("kind", "local"))} · '
         f"{executor.get('workers', '')} workers · {executor['shards']} shards · "
@@ -220,12 +210,19 @@ def timings(manifest: dict[str, Any]) -> str:
 def run_report(output: Path, seed: int = 0, per_reason: int = 5) -> str:
     """The report of the finished run in ``output``, as one self-contained HTML page."""
     manifest = orjson.loads((output / "manifest.json").read_bytes())
+    order = [step["name"] for step in manifest["steps"]]
+    recipe_steps = manifest["recipe"].get("steps", [])
+    signal_part, borders = signals_section(output, order, recipe_thresholds(recipe_steps), per_side=2)
     body = [
         header(manifest),
         funnel(manifest),
-        signals(output, [step["name"] for step in manifest["steps"]]),
+        signal_part,
+        borderline_section(output, borders),
         rejected_samples(output, seed, per_reason),
+        changes(manifest),
+        dedup_section(output, manifest["steps"], recipe_steps, seed),
         composition(output),
+        artefacts_section(manifest["steps"]),
         timings(manifest),
     ]
     return h.page(f"assay report: {manifest['name']}", [part for part in body if part])

@@ -111,6 +111,11 @@ class Step(ABC):
         fast or how dear the work is."""
         return self.describe()
 
+    def thresholds(self) -> list[Threshold]:
+        """The recipe's bounds on this step's signals, in the order the step checks them
+        (the run report draws each on its signal's histogram); none by default."""
+        return []
+
     def referenced_files(self) -> list[str]:
         """Files or folders (URLs) besides the input whose content decides the output, e.g.
         benchmark sets or an earlier run's index; the engine hashes them into the run's
@@ -208,19 +213,30 @@ def first_failing_rule(rules: Sequence[tuple[str, np.ndarray]], n_rows: int) -> 
     return reasons
 
 
-def above(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
-    """Rows whose value exceeds ``threshold``; None when the rule is disabled (no threshold)."""
-    return None if threshold is None else values > threshold
+@dataclass(frozen=True)
+class Threshold:
+    """One rule of a step as the recipe set it: a row whose ``signal`` is below (``<``) or
+    above (``>``) ``value`` fails with ``reason``."""
+
+    reason: str
+    signal: str
+    op: Literal["<", ">"]
+    value: float
+
+    def fails(self, values: np.ndarray) -> np.ndarray:
+        return values < self.value if self.op == "<" else values > self.value
 
 
-def below(values: np.ndarray, threshold: float | None) -> np.ndarray | None:
-    """Rows whose value is under ``threshold``; None when the rule is disabled."""
-    return None if threshold is None else values < threshold
+def set_thresholds(*rules: tuple[str, str, Literal["<", ">"], float | None]) -> list[Threshold]:
+    """The rules ``(reason, signal, op, value)`` whose value is set (None disables a rule)."""
+    return [Threshold(reason, signal, op, value) for reason, signal, op, value in rules if value is not None]
 
 
-def decide_set_rules(rules: list[tuple[str, np.ndarray | None]], n_rows: int) -> np.ndarray:
-    """:func:`first_failing_rule` over the rules whose threshold is set (mask not None)."""
-    return first_failing_rule([(r, m) for r, m in rules if m is not None], n_rows)
+def threshold_rules(
+    thresholds: Sequence[Threshold], signals: Mapping[str, np.ndarray]
+) -> list[tuple[str, np.ndarray]]:
+    """``(reason, mask)`` of each threshold, for :func:`first_failing_rule`."""
+    return [(t.reason, t.fails(signals[t.signal])) for t in thresholds]
 
 
 @dataclass

@@ -38,7 +38,7 @@ from assay.steps.dedup.minhash_index import (
 )
 from assay.text.hashing import mix64, shingle_hashes, word_hashes
 
-NEAR_DUPLICATE = "near-duplicate"
+NEAR_DUPLICATE = "near_duplicate"
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class MinHashDedup(GlobalStep):
 
     Clusters are the connected components of band collisions (union-find). In each, the
     survivor is chosen by ``keep`` (ties: input order); then, in the same order, every
-    other member is removed as ``near-duplicate`` if its signature agrees with that of a
+    other member is removed as ``near_duplicate`` if its signature agrees with that of a
     kept member on at least ``min_similarity`` of the entries (an estimate of Jaccard
     similarity, standard error <= 0.05 with 112 functions), else kept itself. So a chain
     A~B~C never removes C for a survivor A it does not resemble, and ``duplicate_of``

@@ -11,7 +11,16 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
+from assay.steps.base import (
+    DocumentStep,
+    StepOutput,
+    StepParams,
+    Threshold,
+    first_failing_rule,
+    register,
+    set_thresholds,
+    threshold_rules,
+)
 from assay.text.spacy_words import WORDS
 
 # Wikipedia-style citation marks, removed from lines: [1], [], [edit], [citation needed].
@@ -197,6 +206,11 @@ class C4Quality(DocumentStep):
             len(text) - len(new_text),
         ]
 
+    def thresholds(self) -> list[Threshold]:
+        p = self.params
+        assert isinstance(p, C4QualityParams)
+        return set_thresholds(("too_few_sentences", "n_sentences", "<", p.min_num_sentences))
+
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
         p = self.params
         assert isinstance(p, C4QualityParams)
@@ -209,7 +223,6 @@ class C4Quality(DocumentStep):
             ("lorem_ipsum", has_lorem & (~has_curly | (lorem <= curly))),
             ("curly_bracket", has_curly),
         ]
-        if p.min_num_sentences is not None:
-            rules.append(("too_few_sentences", signals["n_sentences"] < p.min_num_sentences))
+        rules += threshold_rules(self.thresholds(), signals)
         rules.append(("document_removed_with_badwords", signals["has_bad_words"]))
         return first_failing_rule(rules, len(lorem))

@@ -9,7 +9,16 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from assay.steps.base import DocumentStep, StepOutput, StepParams, first_failing_rule, register
+from assay.steps.base import (
+    DocumentStep,
+    StepOutput,
+    StepParams,
+    Threshold,
+    first_failing_rule,
+    register,
+    set_thresholds,
+    threshold_rules,
+)
 from assay.text.lines import find_duplicates
 from assay.text.spacy_words import WORDS
 from assay.text.tables import TERMINAL_PUNCTUATION
@@ -94,21 +103,23 @@ class FineWebQuality(DocumentStep):
             ratios["newline_ratio"][i] = text.count("\n") / len(WORDS.word_ids(text))
         return StepOutput(signals={"n_lines": n_lines, **ratios})  # type: ignore[arg-type]
 
+    def thresholds(self) -> list[Threshold]:
+        p = self.params
+        assert isinstance(p, FineWebQualityParams)
+        return set_thresholds(
+            ("line_punct_ratio", "line_punct_ratio", "<", p.line_punct_thr),
+            ("short_line_ratio", "short_line_ratio", ">", p.short_line_thr),
+            ("char_dup_ratio", "char_dup_ratio", ">", p.char_duplicates_ratio),
+            ("list_ratio", "newline_ratio", ">", p.new_line_ratio),
+        )
+
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
         p = self.params
         assert isinstance(p, FineWebQualityParams)
         n_lines = signals["n_lines"]
-        punct = signals["line_punct_ratio"]
         rules: list[tuple[str, np.ndarray]] = [("empty", n_lines == 0)]
-        if p.line_punct_thr is not None:
-            low = punct < p.line_punct_thr
-            if p.line_punct_exclude_zero:
-                low &= punct != 0
-            rules.append(("line_punct_ratio", low))
-        if p.short_line_thr is not None:
-            rules.append(("short_line_ratio", signals["short_line_ratio"] > p.short_line_thr))
-        if p.char_duplicates_ratio is not None:
-            rules.append(("char_dup_ratio", signals["char_dup_ratio"] > p.char_duplicates_ratio))
-        if p.new_line_ratio is not None:
-            rules.append(("list_ratio", signals["newline_ratio"] > p.new_line_ratio))
+        for reason, mask in threshold_rules(self.thresholds(), signals):
+            if reason == "line_punct_ratio" and p.line_punct_exclude_zero:
+                mask &= signals["line_punct_ratio"] != 0  # no line ends in punctuation: kept
+            rules.append((reason, mask))
         return first_failing_rule(rules, len(n_lines))

@@ -12,7 +12,16 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from assay.steps.base import DocumentStep, StepOutput, StepParams, above, below, decide_set_rules, register
+from assay.steps.base import (
+    DocumentStep,
+    StepOutput,
+    StepParams,
+    Threshold,
+    first_failing_rule,
+    register,
+    set_thresholds,
+    threshold_rules,
+)
 from assay.text.spacy_words import WORDS
 from assay.text.tables import GOPHER_STOP_WORDS
 
@@ -132,28 +141,21 @@ class GopherQuality(DocumentStep):
             out["n_stop_words"][:] = np.bincount(pairs // len(attrs["length"]), minlength=n_docs)
         return StepOutput(signals=out)  # type: ignore[arg-type]
 
-    def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
+    def thresholds(self) -> list[Threshold]:
         p = self.params
         assert isinstance(p, GopherQualityParams)
-        words = signals["n_non_symbol_words"]
-        mean = signals["mean_word_length"]
-        return decide_set_rules(
-            [
-                ("gopher_short_doc", below(words, p.min_doc_words)),
-                ("gopher_long_doc", above(words, p.max_doc_words)),
-                ("gopher_below_avg_threshold", below(mean, p.min_avg_word_length)),
-                ("gopher_above_avg_threshold", above(mean, p.max_avg_word_length)),
-                ("gopher_too_many_hashes", above(signals["hash_word_ratio"],
-                                                  p.max_symbol_word_ratio)),
-                ("gopher_too_many_ellipsis", above(signals["ellipsis_word_ratio"],
-                                                    p.max_symbol_word_ratio)),
-                ("gopher_too_many_bullets", above(signals["bullet_lines_ratio"],
-                                                   p.max_bullet_lines_ratio)),
-                ("gopher_too_many_end_ellipsis", above(signals["end_ellipsis_lines_ratio"],
-                                                        p.max_ellipsis_lines_ratio)),
-                ("gopher_below_alpha_threshold", below(signals["alpha_words_ratio"],
-                                                        p.min_alpha_words_ratio)),
-                ("gopher_enough_stop_words", below(signals["n_stop_words"], p.min_stop_words)),
-            ],
-            len(words),
-        )  # fmt: skip
+        return set_thresholds(
+            ("gopher_short_doc", "n_non_symbol_words", "<", p.min_doc_words),
+            ("gopher_long_doc", "n_non_symbol_words", ">", p.max_doc_words),
+            ("gopher_below_avg_threshold", "mean_word_length", "<", p.min_avg_word_length),
+            ("gopher_above_avg_threshold", "mean_word_length", ">", p.max_avg_word_length),
+            ("gopher_too_many_hashes", "hash_word_ratio", ">", p.max_symbol_word_ratio),
+            ("gopher_too_many_ellipsis", "ellipsis_word_ratio", ">", p.max_symbol_word_ratio),
+            ("gopher_too_many_bullets", "bullet_lines_ratio", ">", p.max_bullet_lines_ratio),
+            ("gopher_too_many_end_ellipsis", "end_ellipsis_lines_ratio", ">", p.max_ellipsis_lines_ratio),
+            ("gopher_below_alpha_threshold", "alpha_words_ratio", "<", p.min_alpha_words_ratio),
+            ("gopher_enough_stop_words", "n_stop_words", "<", p.min_stop_words),
+        )
+
+    def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
+        return first_failing_rule(threshold_rules(self.thresholds(), signals), len(signals["n_words"]))

@@ -14,7 +14,16 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from assay.steps.base import DocumentStep, StepOutput, StepParams, above, decide_set_rules, register
+from assay.steps.base import (
+    DocumentStep,
+    StepOutput,
+    StepParams,
+    Threshold,
+    first_failing_rule,
+    register,
+    set_thresholds,
+    threshold_rules,
+)
 from assay.text.lines import find_duplicates
 from assay.text.ngram_hashes import NgramHashes
 from assay.text.spacy_words import WORDS
@@ -408,23 +417,20 @@ class GopherRepetition(DocumentStep):
         line_dups, line_chars = find_duplicates(lines)
         return para_dups / len(paragraphs), para_chars / n, line_dups / len(lines), line_chars / n
 
-    def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
+    def thresholds(self) -> list[Threshold]:
         p = self.params
         assert isinstance(p, GopherRepetitionParams)
-        n_rows = len(signals["n_chars"])
-        rules: list[tuple[str, np.ndarray | None]] = [("empty", signals["n_chars"] == 0)]
-        rules += [
-            ("dup_para_frac", above(signals["dup_para_frac"], p.dup_para_frac)),
-            ("dup_para_char_frac", above(signals["dup_para_char_frac"], p.dup_para_char_frac)),
-            ("dup_line_frac", above(signals["dup_line_frac"], p.dup_line_frac)),
-            ("dup_line_char_frac", above(signals["dup_line_char_frac"], p.dup_line_char_frac)),
-        ]
-        for k in TOP_NGRAMS:
-            threshold = getattr(p, f"top_{k}_gram_frac")
-            rules.append((f"top_{k}_gram", above(signals[f"top_{k}_gram_frac"], threshold)))
-        for k in DUP_NGRAMS:
-            threshold = getattr(p, f"dup_{k}_gram_frac")
-            rules.append(
-                (f"duplicated_{k}_n_grams", above(signals[f"dup_{k}_gram_frac"], threshold))
-            )
-        return decide_set_rules(rules, n_rows)
+        return set_thresholds(
+            ("dup_para_frac", "dup_para_frac", ">", p.dup_para_frac),
+            ("dup_para_char_frac", "dup_para_char_frac", ">", p.dup_para_char_frac),
+            ("dup_line_frac", "dup_line_frac", ">", p.dup_line_frac),
+            ("dup_line_char_frac", "dup_line_char_frac", ">", p.dup_line_char_frac),
+            *((f"top_{k}_gram", f"top_{k}_gram_frac", ">", getattr(p, f"top_{k}_gram_frac"))
+              for k in TOP_NGRAMS),
+            *((f"duplicated_{k}_n_grams", f"dup_{k}_gram_frac", ">", getattr(p, f"dup_{k}_gram_frac"))
+              for k in DUP_NGRAMS),
+        )
+
+    def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
+        rules = [("empty", signals["n_chars"] == 0), *threshold_rules(self.thresholds(), signals)]
+        return first_failing_rule(rules, len(signals["n_chars"]))

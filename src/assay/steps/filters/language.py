@@ -15,8 +15,10 @@ from assay.steps.base import (
     StepKind,
     StepOutput,
     StepParams,
+    Threshold,
     first_failing_rule,
     register,
+    threshold_rules,
 )
 
 # The label of a document with no text to identify: ISO 639-2 "undetermined".
@@ -131,6 +133,11 @@ class LanguageFilter(DocumentStep):
             scores.append(float(probs[0]))
         return StepOutput(signals={"language": languages, "language_score": scores})
 
+    def thresholds(self) -> list[Threshold]:
+        if self.params.keep is None:  # nothing is decided
+            return []
+        return [Threshold("low_language_score", "language_score", "<", self.params.min_score)]
+
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray | None:
         keep = self.params.keep
         if keep is None:
@@ -138,7 +145,7 @@ class LanguageFilter(DocumentStep):
         languages = signals["language"]
         scores = np.asarray(signals["language_score"], dtype=np.float64)
         rules = [
-            ("low_language_score", scores < self.params.min_score),
+            *threshold_rules(self.thresholds(), {"language_score": scores}),
             ("language_not_kept", ~np.isin(languages, keep)),
         ]
         return first_failing_rule(rules, len(scores))

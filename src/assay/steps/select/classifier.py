@@ -30,7 +30,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from assay.documents import REASON, TEXT, signal_column
-from assay.steps.base import GlobalState, GlobalStep, StepParams, register
+from assay.steps.base import GlobalState, GlobalStep, StepParams, Threshold, register, set_thresholds
 from assay.steps.select.model_files import check_model, load_model, save_model
 from assay.text.wordpunct import hashed_ngram_counts
 
@@ -302,6 +302,9 @@ class ScoreSelection(GlobalStep):
     rejected with ``low_score_reason``."""
 
     low_score_reason: ClassVar[str]
+
+    def thresholds(self) -> list[Threshold]:
+        return set_thresholds((self.low_score_reason, "score", "<", self.params.threshold))
 
     def fit(self, keys: pa.Table, shard_sizes: Sequence[int]) -> GlobalState:
         p = self.params

@@ -27,7 +27,16 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from assay.steps.base import DocumentStep, StepKind, StepOutput, StepParams, register
+from assay.steps.base import (
+    DocumentStep,
+    StepKind,
+    StepOutput,
+    StepParams,
+    Threshold,
+    register,
+    set_thresholds,
+    threshold_rules,
+)
 from assay.steps.select.model_files import check_model, load_model, save_model
 from assay.text.wordpunct import chain, token_hashes
 
@@ -357,14 +366,17 @@ class Perplexity(DocumentStep):
         ppl = self._model.perplexity(texts) if texts else np.zeros(0)
         return StepOutput({"perplexity": ppl, "bucket": buckets(ppl, *self._edges).tolist()})
 
+    def thresholds(self) -> list[Threshold]:
+        p = self.params
+        return set_thresholds(("perplexity_too_high", "perplexity", ">", p.max_perplexity),
+                              ("perplexity_too_low", "perplexity", "<", p.min_perplexity))
+
     def decide(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
         p = self.params
         ppl = signals["perplexity"].astype(np.float64)
         bucket = signals["bucket"]
         reasons = np.array([None if b in p.keep else f"perplexity_{b}" for b in bucket], dtype=object)
         with np.errstate(invalid="ignore"):
-            if p.max_perplexity is not None:
-                reasons[ppl > p.max_perplexity] = "perplexity_too_high"
-            if p.min_perplexity is not None:
-                reasons[ppl < p.min_perplexity] = "perplexity_too_low"
+            for reason, mask in threshold_rules(self.thresholds(), {"perplexity": ppl}):
+                reasons[mask] = reason  # the bounds take precedence over the buckets
         return reasons
