@@ -177,7 +177,8 @@ def packing(p: dict[str, Any]) -> str:
                 f"{b['pieces']:,}",
                 f"{b['tokens']:,}",
             )
-            for key, b in p["decompose"]["buckets"].items()
+            for key, b in sorted(p["decompose"]["buckets"].items(),
+                                 key=lambda kv: (kv[0] == "rest", int(kv[0]) if kv[0] != "rest" else 0))
         ]
         out.append(h.table(["Dataset Decomposition bucket", "pieces", "tokens"], rows))
     return "".join(out)

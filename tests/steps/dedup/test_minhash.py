@@ -411,3 +411,33 @@ def test_against_a_chain_of_indexes(tmp_path: Path) -> None:
         against=[str(tmp_path / "o2")])
     removed = {r["id"]: r["duplicate_of"] for r in read_folder(tmp_path / "o4" / "rejected").to_pylist()}
     assert removed == {"t-copy-of-kept": "s-new"}
+
+
+def test_a_lower_threshold_finds_copies_with_more_edits(tmp_path: Path) -> None:
+    """Copies with 8% of their words replaced (5-gram Jaccard ~0.5) escape FineWeb's 14x8
+    curve; `threshold: 0.5` with 3-gram shingles (Jaccard ~0.65) finds them, and still
+    leaves the half-rewritten documents alone."""
+    rng = random.Random(3)
+    docs = [{"id": f"b{i:03d}", "text": _text(rng, 300)} for i in range(60)]
+    copies = [{"id": f"b{i:03d}-edited", "text": _edit(rng, d["text"], 0.08)}
+              for i, d in enumerate(docs[:40])]
+    far = [{"id": f"b{i:03d}-far", "text": _edit(rng, d["text"], 0.5)} for i, d in enumerate(docs[40:], 40)]
+    path = write_jsonl(tmp_path / "edited.jsonl", docs + copies + far)
+    recall = {}
+    for name, params in (("default", {}), ("threshold", {"ngram": 3, "threshold": 0.5})):
+        manifest = run(path, tmp_path / name, **params)
+        removed = set(read_folder(tmp_path / name / "rejected").column("id").to_pylist())
+        assert removed <= {c["id"] for c in copies}  # no original, no far copy
+        recall[name] = len(removed) / len(copies)
+        bands, rows = choose_bands(0.5, 112) if params else (14, 8)
+        fit = manifest["steps"][0]["fit"]["summary"]
+        assert fit["implied_threshold"] == round(implied_threshold(bands, rows), 4)
+    assert recall["default"] < 0.3 and recall["threshold"] > 0.8
+
+
+def test_threshold_chooses_the_bands_and_rows() -> None:
+    params = MinHashDedup(threshold=0.6).params
+    assert (params.bands, params.rows) == choose_bands(0.6, 112) == (16, 7)
+    assert MinHashDedup(**params.model_dump()).params == params  # a resolved recipe runs again
+    with pytest.raises(ValueError, match="give threshold or bands"):
+        MinHashDedup(threshold=0.6, bands=14)

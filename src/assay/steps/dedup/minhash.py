@@ -24,6 +24,7 @@ from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepPara
 from assay.steps.dedup.lsh import (
     OLD_BASE,
     BucketTask,
+    choose_bands,
     connected_components,
     find_collisions,
     implied_threshold,
@@ -125,6 +126,11 @@ class MinHashDedupParams(StepParams):
     num_perm: int = Field(112, ge=1, le=1024, description="hash functions in a signature")
     bands: int = Field(14, ge=1, description="LSH bands")
     rows: int = Field(8, ge=1, description="signature values per band")
+    threshold: float | None = Field(
+        None, gt=0, lt=1,
+        description="the Jaccard similarity to aim at: bands and rows are chosen for it "
+        "(choose_bands, equal false-positive and false-negative weights) instead of given",
+    )
     seed: Seed = Field(1, description="seed of the hash functions (indexes must share it)")
     keep: Survivor = Field(
         "first",
@@ -154,6 +160,14 @@ class MinHashDedupParams(StepParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> MinHashDedupParams:
+        if self.threshold is not None:
+            bands, rows = choose_bands(self.threshold, self.num_perm)
+            given = {"bands", "rows"} & self.model_fields_set
+            if given and (self.bands, self.rows) != (bands, rows):  # a resolved recipe repeats them
+                raise ValueError(f"give threshold or {' and '.join(sorted(given))}, not both "
+                                 f"(threshold {self.threshold} means {bands} bands of {rows} rows)")
+            object.__setattr__(self, "bands", bands)
+            object.__setattr__(self, "rows", rows)
         if self.bands * self.rows > self.num_perm:
             raise ValueError(
                 f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}"
@@ -183,8 +197,10 @@ class MinHashDedup(GlobalStep):
     of 8 rows. Two documents become candidates when all 8 values of some band agree,
     which happens with probability ``1 - (1 - s**8)**14`` for Jaccard similarity ``s``:
     0.05 at s = 0.5, 0.21 at 0.6, 0.57 at 0.7, 0.92 at 0.8, 0.9996 at 0.9; the implied
-    threshold is ``(1/14)**(1/8)`` = 0.72. :func:`assay.steps.dedup.lsh.choose_bands` picks
-    bands and rows for another threshold and false-positive/negative weights.
+    threshold is ``(1/14)**(1/8)`` = 0.72. ``threshold: s`` picks the bands and rows for
+    another similarity (:func:`assay.steps.dedup.lsh.choose_bands`, which minimises the
+    false positives below ``s`` plus the false negatives above it): with 112 functions,
+    0.5 gives 22 bands of 5 rows, 0.6 gives 16 of 7, 0.8 gives 9 of 12.
 
     Shingles: the text is case-folded and stripped of accents, digit runs become ``0``,
     and words are runs of letters, marks and digits, so case, accents, numbers,
