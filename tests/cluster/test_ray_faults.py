@@ -17,15 +17,15 @@ from cluster_helpers import RayCluster, assert_same_output, output_files
 from test_ray_parity import SAMPLE, run_local, write_recipe
 
 
-def slow_dedup(folder: Path, *extra: dict, timeout_s: float | None = None) -> Path:
-    """Exact + MinHash dedup of the sample in 14 shards that take 0-0.8 s each, into
-    ``folder/out``."""
+def slow_dedup(folder: Path, *extra: dict, timeout_s: float | None = None, max_sleep_s: float = 0.8) -> Path:
+    """Exact + MinHash dedup of the sample in 14 shards that take 0-0.8 s each (0-``max_sleep_s``
+    s), into ``folder/out``."""
     recipe = {
         "name": "slow-dedup",
         "input": {"path": str(SAMPLE)},
         "output": str(folder / "out"),
         "executor": {"shard_mb": 1.0, **({"task_timeout_s": timeout_s} if timeout_s else {})},
-        "steps": [{"shuffle_for_test": {"max_sleep_s": 0.8}}, *extra,
+        "steps": [{"shuffle_for_test": {"max_sleep_s": max_sleep_s}}, *extra,
                   {"exact_dedup": {}}, {"minhash_dedup": {}}],
     }
     return write_recipe(folder, recipe)
@@ -121,7 +121,8 @@ def test_a_straggler_is_stopped_and_run_again(
 ) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
-    recipe = slow_dedup(tmp_path, {"stall_for_test": {"folder": str(marks)}}, timeout_s=3)
+    # Shards that take 0-0.2 s: the stalls, not the sleeps, are what this run is about.
+    recipe = slow_dedup(tmp_path, {"stall_for_test": {"folder": str(marks)}}, timeout_s=2, max_sleep_s=0.2)
     started = time.time()
     outcome = cluster.assay("run", recipe, *ray_args(cluster))
     assert outcome.code == 0, outcome.output
@@ -134,7 +135,8 @@ def test_a_straggler_is_stopped_and_run_again(
 
 
 def test_a_step_that_raises_fails_the_run_naming_step_and_shard(cluster: RayCluster, tmp_path: Path) -> None:
-    recipe = slow_dedup(tmp_path, {"fail_on_for_test": {"needle": "Universal Declaration of Human Rights"}})
+    recipe = slow_dedup(tmp_path, {"fail_on_for_test": {"needle": "Universal Declaration of Human Rights"}},
+                        max_sleep_s=0.2)
     outcome = cluster.assay("run", recipe, *ray_args(cluster))
     assert outcome.code != 0
     errors = [line for line in outcome.stderr.splitlines() if line.startswith("error:")]

@@ -74,13 +74,20 @@ def both_ways(cluster: RayCluster, recipe: Path, folder: Path, workers: str = "2
 
 
 @pytest.fixture(scope="module")
-def dedup_both_ways(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def dedup_both_ways(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The dedup example behind a step that sleeps a random time per shard, so tasks finish
+    in an order unlike the one they started in (it keeps every row and writes no column), run
+    both ways; and its log of which node finished the task at which first document. One run
+    for the tests of the example, of the order and of prepare."""
     folder = tmp_path_factory.mktemp("dedup")
-    return both_ways(cluster, example("dedup", folder), folder)
+    recipe = yaml.safe_load(example("dedup", folder).read_text())
+    log = folder / "finished.log"
+    recipe["steps"].insert(0, {"shuffle_for_test": {"max_sleep_s": 0.8, "log": str(log)}})
+    return (*both_ways(cluster, write_recipe(folder, recipe), folder), log)
 
 
-def test_dedup_example_is_byte_identical_on_ray(dedup_both_ways: tuple[Path, Path]) -> None:
-    local, ray = dedup_both_ways
+def test_dedup_example_is_byte_identical_on_ray(dedup_both_ways: tuple[Path, Path, Path]) -> None:
+    local, ray, _ = dedup_both_ways
     assert_same_output(local, ray)
     executor = json.loads((ray / "manifest.json").read_text())["executor"]
     assert executor["kind"] == "ray" and executor["workers"] == 2
@@ -103,15 +110,9 @@ def test_pii_decontaminate_dsir_and_quarantine_are_byte_identical_on_ray(
 
 
 def test_tasks_finishing_out_of_order_on_both_nodes_change_nothing(
-    cluster: RayCluster, tmp_path: Path
+    dedup_both_ways: tuple[Path, Path, Path]
 ) -> None:
-    recipe = yaml.safe_load((EXAMPLES / "dedup.yaml").read_text())
-    recipe["input"]["path"] = str(SAMPLE)
-    recipe["output"] = str(tmp_path / "out")
-    recipe["executor"] = {"shard_mb": 1.0}
-    log = tmp_path / "finished.log"
-    recipe["steps"].insert(0, {"shuffle_for_test": {"max_sleep_s": 0.8, "log": str(log)}})
-    local, ray = both_ways(cluster, write_recipe(tmp_path, recipe), tmp_path)
+    local, ray, log = dedup_both_ways
     assert_same_output(local, ray)
 
     with gzip.open(SAMPLE, "rt", encoding="utf-8") as lines:
@@ -126,7 +127,7 @@ def test_tasks_finishing_out_of_order_on_both_nodes_change_nothing(
 
 
 def test_prepare_tokenizing_on_ray_writes_the_same_shards(
-    cluster: RayCluster, tmp_path: Path, dedup_both_ways: tuple[Path, Path]
+    cluster: RayCluster, tmp_path: Path, dedup_both_ways: tuple[Path, Path, Path]
 ) -> None:
     curated = dedup_both_ways[0]
     spec = yaml.safe_load((EXAMPLES / "prepare.yaml").read_text())

@@ -21,6 +21,12 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Listener(ThreadingHTTPServer):
+    # The standard library queues 5 connections: a step's concurrent requests beyond the
+    # fifth would be dropped and retried by the client's kernel a second later.
+    request_queue_size = 128
+
+
 class ScriptedServer:
     def __init__(self, hang_s: float = 2.0, reply: Callable[[str], str] | None = None,
                  hold_after: int | None = None) -> None:
@@ -35,7 +41,7 @@ class ScriptedServer:
         self.most_in_flight = 0
         self.hang_s = hang_s
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._http = _Listener(("127.0.0.1", 0), self._handler())
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 

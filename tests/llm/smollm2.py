@@ -87,6 +87,7 @@ class ModelServer:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.process: subprocess.Popen | None = None
+        self._answering = False
 
     @property
     def base_url(self) -> str:
@@ -97,6 +98,10 @@ class ModelServer:
         return str(self.folder)  # the name transformers serve answers to
 
     def start(self, timeout_s: float = 300.0) -> ModelServer:
+        return self.launch().wait_until_answering(timeout_s)
+
+    def launch(self) -> ModelServer:
+        """Start the server process and return at once; it answers some seconds later."""
         command = [str(Path(sys.executable).with_name("transformers")), "serve", str(self.folder),
                    "--host", "127.0.0.1", "--port", str(self.port), "--continuous-batching",
                    # A fixed KV cache: without it the server sizes one from free memory (GBs).
@@ -105,17 +110,24 @@ class ModelServer:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             env={**os.environ, **OFFLINE})
+        self._answering = False
+        return self
+
+    def wait_until_answering(self, timeout_s: float = 300.0) -> ModelServer:
+        """Wait (from now, at most ``timeout_s``) until the launched server answers a chat."""
+        assert self.process is not None, "launch() the server first"
         deadline = time.monotonic() + timeout_s
-        while True:
+        while not self._answering:
             try:
                 self.chat("Say hi.", max_tokens=4)
-                return self
+                self._answering = True
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     log = self.log.read_text()[-2000:]
                     raise RuntimeError(f"the model server did not start: {log}") from None
                 time.sleep(0.5)
+        return self
 
     def chat(self, text: str, max_tokens: int = 32) -> str:
         body = json.dumps({"model": self.model, "max_tokens": max_tokens, "temperature": 0,

