@@ -1,4 +1,4 @@
 """Deduplication: exact documents and URLs, near duplicates by MinHash LSH, and repeated
 lines or paragraphs across the corpus. One step per file."""
 
-from assay.steps.dedup import exact, lines, minhash, url  # noqa: F401
+from assay.steps.dedup import exact, lines, minhash, semantic, url  # noqa: F401
