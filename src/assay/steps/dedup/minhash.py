@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ from assay.steps.dedup.minhash_index import (
     open_index,
     write_index,
 )
+from assay.steps.dedup.survivors import Survivor, survivor_priority
 from assay.text.hashing import mix64, shingle_hashes, word_hashes
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -116,9 +117,6 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     for r in range(rows):
         key = mix64(key ^ values[:, :, r] ^ (np.uint64(r) << np.uint64(32)))
     return key
-
-
-Survivor = Literal["first", "lowest_id", "longest", "signal"]
 
 
 class MinHashDedupParams(StepParams):
@@ -349,7 +347,8 @@ class MinHashDedup(GlobalStep):
         p = self.params
         is_new = nodes < OLD_BASE
         new_roots = roots[is_new]
-        order = np.lexsort((members.gids, _priority(p.keep, members), new_roots))
+        priority = survivor_priority(p.keep, members.ids, members.n_chars, members.signal)
+        order = np.lexsort((members.gids, priority, new_roots))
         # Kept documents of earlier corpora in each cluster, by root: (signatures, ids).
         old_by_root: dict[int, tuple[np.ndarray, list[str]]] = {}
         for root in np.unique(roots[~is_new]):
@@ -409,18 +408,6 @@ class _Members:
     signatures: np.ndarray
     n_chars: np.ndarray
     signal: np.ndarray | None
-
-
-def _priority(keep: Survivor, members: _Members) -> np.ndarray:
-    """Smaller is better; ties are broken by gid (input order)."""
-    if keep == "first":
-        return np.zeros(len(members.gids))
-    if keep == "lowest_id":
-        return np.argsort(np.argsort(np.array(members.ids, dtype=object), kind="stable"))
-    if keep == "longest":
-        return -members.n_chars
-    assert members.signal is not None
-    return np.where(np.isnan(members.signal), np.inf, -members.signal)
 
 
 def _split_by_shard(

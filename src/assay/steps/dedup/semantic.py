@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepParams, register
-from assay.steps.dedup.minhash import Survivor
+from assay.steps.dedup.survivors import Survivor, survivor_priority
 
 SEMANTIC_DUPLICATE = "semantic_duplicate"
 DIMENSIONS = 384  # all-MiniLM-L6-v2
@@ -246,8 +246,8 @@ def dedup_partition(task: PartitionTask) -> PartitionResult:
     labels = table.column("label").to_numpy()
     ids = table.column(ID).to_pylist()
     embeddings = _embeddings(table.column("embedding"))
-    priority = _priority(task.keep, ids, table.column("n_chars").to_numpy(),
-                         table.column("signal").to_numpy())
+    priority = survivor_priority(task.keep, ids, table.column("n_chars").to_numpy(),
+                                 table.column("signal").to_numpy())
     order = np.lexsort((gids, priority, labels))
     similarity = np.full(len(gids), np.nan, dtype=np.float32)
     removed: list[tuple[int, str, int]] = []
@@ -282,17 +282,6 @@ def _embeddings(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """(rows, dims) float32 from a fixed-size-list column without nulls."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return array.flatten().to_numpy().reshape(len(array), DIMENSIONS)
-
-
-def _priority(keep: Survivor, ids: list[str], n_chars: np.ndarray, signal: np.ndarray) -> np.ndarray:
-    """Smaller is better; ties are broken by gid (input order)."""
-    if keep == "first":
-        return np.zeros(len(ids))
-    if keep == "lowest_id":
-        return np.argsort(np.argsort(np.array(ids, dtype=object), kind="stable"))
-    if keep == "longest":
-        return -n_chars.astype(np.float64)
-    return np.where(np.isnan(signal), np.inf, -signal)
 
 
 # ------------------------------------------------------------------------ the step
