@@ -37,7 +37,7 @@ from assay.steps.dedup.minhash_index import (
     open_index,
     write_index,
 )
-from assay.steps.dedup.survivors import Survivor, survivor_priority
+from assay.steps.dedup.survivors import Survivor, check_keep, survivor_priority
 from assay.text.hashing import mix64, shingle_hashes, word_hashes
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -170,8 +170,7 @@ class MinHashDedupParams(StepParams):
             raise ValueError(
                 f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}"
             )
-        if (self.keep == "signal") != (self.keep_signal is not None):
-            raise ValueError("keep_signal is required with keep: signal, and only then")
+        check_keep(self.keep, self.keep_signal)
         return self
 
 

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from assay.documents import CLUSTER_ID, DUPLICATE_OF, ID, REASON, TEXT, signal_column
 from assay.steps.base import FitContext, GlobalState, GlobalStep, Seed, StepParams, register
-from assay.steps.dedup.survivors import Survivor, survivor_priority
+from assay.steps.dedup.survivors import Survivor, check_keep, survivor_priority
 
 SEMANTIC_DUPLICATE = "semantic_duplicate"
 DIMENSIONS = 384  # all-MiniLM-L6-v2
@@ -69,8 +69,7 @@ class SemanticDedupParams(StepParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> SemanticDedupParams:
-        if (self.keep == "signal") != (self.keep_signal is not None):
-            raise ValueError("keep_signal is required with keep: signal, and only then")
+        check_keep(self.keep, self.keep_signal)
         return self
 
 

@@ -11,6 +11,12 @@ import numpy as np
 Survivor = Literal["first", "lowest_id", "longest", "signal"]
 
 
+def check_keep(keep: Survivor, keep_signal: str | None) -> None:
+    """A recipe's keep rule: ``keep_signal`` names the column exactly when ``keep`` is signal."""
+    if (keep == "signal") != (keep_signal is not None):
+        raise ValueError("keep_signal is required with keep: signal, and only then")
+
+
 def survivor_priority(keep: Survivor, ids: Sequence[str], n_chars: np.ndarray,
                       signal: np.ndarray | None) -> np.ndarray:
     """Each member's rank under ``keep`` (smaller survives; the caller breaks ties by input
