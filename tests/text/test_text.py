@@ -70,9 +70,9 @@ def test_ngram_hashes_match_strings() -> None:
     splitter = WordSplitter()
     texts = ["a b a b ab c a bc a b", "", "ab c", "a b a b ab"]
     docs = [text.split() for text in texts]
-    ids = [splitter.word_ids(text) for text in texts]
+    table = splitter.reference_table(texts)
     for spaced, sep in ((True, " "), (False, "")):
-        hashes = NgramHashes(ids, splitter.attributes(), spaced)
+        hashes = NgramHashes(table, spaced)
         assert hashes.n_docs == 4 and hashes.doc_starts.tolist() == [0, 10, 10, 12, 17]
         for n in (1, 2, 3, 11):
             starts, keys = hashes.keys(n)

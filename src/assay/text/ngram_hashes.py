@@ -2,15 +2,18 @@
 
 Gopher's repetition rules count repeated and most frequent n-grams for n = 2..10; hashing
 each n-gram of each n separately would cost a pass per n. Here every word carries two
-31-bit polynomial hashes (computed once per distinct word by :mod:`.spacy_words`), and the
+31-bit polynomial hashes (:class:`.spacy_words.WordTable`), and the
 hash of any window of words is a difference of prefix sums.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from assay.text.spacy_words import WordTable
 
 # Two primes below 2**31 for polynomial string hashing (products of two residues fit in
 # 62 bits, so numpy int64 arithmetic stays exact). The base of each is 2**32 mod p, so the
@@ -58,33 +61,29 @@ class NgramHashes:
     any window is a difference of prefix sums.
     """
 
-    def __init__(
-        self, docs: Sequence[np.ndarray], attrs: dict[str, np.ndarray], spaced: bool
-    ) -> None:
-        sizes = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        ids = np.concatenate(docs) if len(docs) else np.empty(0, dtype=np.int64)
+    def __init__(self, words: WordTable, spaced: bool) -> None:
+        sizes = words.counts
         self.spaced = spaced
-        self.n_docs = len(docs)
-        self.n_words = len(ids)
+        self.n_docs = len(sizes)
+        self.n_words = int(sizes.sum())
         # doc_starts[d]: position of the first word of document d (and the total, last).
-        self.doc_starts = np.zeros(len(docs) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=self.doc_starts[1:])
-        self.doc_of = np.repeat(np.arange(len(docs)), sizes)  # document of each position
+        self.doc_starts = words.doc_starts
+        self.doc_of = np.repeat(np.arange(self.n_docs), sizes)  # document of each position
         self._doc_end = np.repeat(self.doc_starts[1:], sizes)  # its end position
-        unit_len = attrs["length"][ids] + 1 if spaced else attrs["length"][ids]
+        unit_len = words.length + 1 if spaced else words.length
         # Character offset of each word from the start of the batch (windows are differences).
-        self.offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        self.offsets = np.zeros(self.n_words + 1, dtype=np.int64)
         np.cumsum(unit_len, out=self.offsets[1:])
         doc_chars = self.offsets[self.doc_starts]
         start = self.offsets[:-1] - np.repeat(doc_chars[:-1], sizes)  # from its document's start
         to_end = np.repeat(np.diff(doc_chars), sizes) - start  # to its document's end
-        name = "hs" if spaced else "h"
-        prefix = np.zeros((2, len(ids) + 1), dtype=np.int64)
-        align = np.empty((2, len(ids)), dtype=np.int64)
-        size = int(to_end.max()) + 1 if len(ids) else 1
+        hashes = words.hs if spaced else words.h
+        prefix = np.zeros((2, self.n_words + 1), dtype=np.int64)
+        align = np.empty((2, self.n_words), dtype=np.int64)
+        size = int(to_end.max()) + 1 if self.n_words else 1
         for k, p in enumerate(PRIMES):
             power = power_table(k, size)
-            np.cumsum(attrs[f"{name}{k + 1}"][ids] * power[start] % p, out=prefix[k, 1:])
+            np.cumsum(hashes[k] * power[start] % p, out=prefix[k, 1:])
             # Multiplying a window by B**(chars to the document's end) moves every window
             # of a document to the same origin, the document's end.
             align[k] = power[to_end]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain, repeat
 
 import numpy as np
 
+from assay.text import kernel
 from assay.text.ngram_hashes import PRIMES, power_table
 from assay.text.spacy_rules import EXCEPTIONS, is_punct, split_chunk
 from assay.text.tables import PUNCTUATION_SET, SENTENCE_PUNCTUATION
@@ -57,6 +59,57 @@ class _IntArray:
         self._size = end
 
 
+# Chunks the kernel leaves to the reference rules are rare (merges of split exceptions):
+# a small memo of them suffices.
+_MAX_COMPLEX = 100_000
+
+
+@dataclass(frozen=True)
+class WordTable:
+    """The words of a batch of texts, laid end to end, with what the rule sets need of
+    each: its ``length`` (characters, int32), ``symbol`` (1 if every character is
+    punctuation, uint8), ``alpha`` (1 if it contains a letter, uint8) and the two polynomial
+    hashes of the word without (``h``, one int32 row per prime) and with a following space
+    (``hs``); ``counts`` holds the words of each text (int64). Compact types: a table of
+    the words of recent texts is kept between steps."""
+
+    counts: np.ndarray
+    length: np.ndarray
+    symbol: np.ndarray
+    alpha: np.ndarray
+    h: np.ndarray
+    hs: np.ndarray
+
+    @property
+    def doc_starts(self) -> np.ndarray:
+        """Index of each text's first word, and the total last."""
+        starts = np.zeros(len(self.counts) + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=starts[1:])
+        return starts
+
+    def docs(self, lo: int, hi: int) -> WordTable:
+        """The table of texts ``lo`` to ``hi`` (excluded), as views."""
+        a, b = (int(x) for x in self.doc_starts[[lo, hi]])
+        return WordTable(self.counts[lo:hi], self.length[a:b], self.symbol[a:b], self.alpha[a:b],
+                         self.h[:, a:b], self.hs[:, a:b])  # fmt: skip
+
+
+def _concatenate(parts: Sequence[WordTable]) -> WordTable:
+    return WordTable(
+        np.concatenate([p.counts for p in parts]),
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("length", "symbol", "alpha")),
+        *(np.concatenate([getattr(p, f) for p in parts], axis=1) for f in ("h", "hs")),
+    )
+
+
+def word_hashes(word: str) -> tuple[int, int]:
+    """The polynomial hashes (one per prime) of ``word``, as ``WordTable.h`` holds them."""
+    out = []
+    for p, b in zip(PRIMES, (pow(2, 32, PRIMES[0]), pow(2, 32, PRIMES[1])), strict=True):
+        out.append(sum((ord(c) + 1) * pow(b, k, p) for k, c in enumerate(word)) % p)
+    return out[0], out[1]
+
+
 class WordSplitter:
     """Words of a text as datatrove's English word tokenizer (spaCy ``blank("en")``) gives them.
 
@@ -69,9 +122,13 @@ class WordSplitter:
     ``max_chunks`` (between documents only).
     """
 
-    def __init__(self, max_chunks: int = 1_000_000, max_cached_words: int = 4_000_000) -> None:
+    def __init__(
+        self, max_chunks: int = 1_000_000, max_cached_words: int = 4_000_000,
+        max_table_words: int = 100_000,
+    ) -> None:  # fmt: skip
         self.max_chunks = max_chunks
         self.max_cached_words = max_cached_words
+        self.max_table_words = max_table_words
         self.clear()
 
     def clear(self) -> None:
@@ -86,6 +143,9 @@ class WordSplitter:
         self._texts: dict[str, np.ndarray] = {}
         self._cached_words = 0
         self._sentence_steps: dict[str, tuple[int, bool, int, bool]] = {}
+        self._tables: dict[str, WordTable] = {}  # per recent text, like ``_texts``
+        self._table_words = 0
+        self._complex: dict[str, tuple[int, ...]] = {}  # chunks the kernel left to the rules
         self._vocab: dict[str, int] = {}
         self._words: list[str] = []
         self._table = np.zeros((len(_ATTRS), 1 << 16), dtype=np.int64)
@@ -192,10 +252,104 @@ class WordSplitter:
             self._cached_words += len(ids)
         return ids
 
+    # -- word tables -------------------------------------------------------------------
+    def batch_table(self, texts: Sequence[str]) -> WordTable:
+        """The :class:`WordTable` of ``texts``; texts not seen recently are split together,
+        by the compiled kernel when it is built, else by the reference rules."""
+        if not texts:
+            return _EMPTY_TABLE
+        known = self._tables
+        parts = {t: known[t] for t in texts if t in known}
+        todo = [t for t in dict.fromkeys(texts) if t not in parts]
+        if todo:
+            fresh = self.kernel_table(todo) if kernel.available() else self.reference_table(todo)
+            for i, text in enumerate(todo):
+                parts[text] = fresh.docs(i, i + 1)
+                self._keep_table(text, parts[text])
+            if len(todo) == len(texts):  # all new and distinct: the fresh table, in order
+                return fresh
+        return _concatenate([parts[t] for t in texts])
+
+    def _keep_table(self, text: str, part: WordTable) -> None:
+        words = len(part.length)
+        tables = self._tables
+        while tables and self._table_words + words > self.max_table_words:
+            self._table_words -= len(tables.pop(next(iter(tables))).length)
+        tables[text] = part
+        self._table_words += words
+
+    def reference_table(self, texts: Sequence[str]) -> WordTable:
+        """The :class:`WordTable` of ``texts`` by the reference rules (not cached)."""
+        docs = self.batch_word_ids(texts)
+        ids = np.concatenate(docs) if docs else np.empty(0, dtype=np.int64)
+        attrs = self.attributes()
+        return WordTable(
+            np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)),
+            attrs["length"][ids].astype(np.int32), attrs["symbol"][ids].astype(np.uint8),
+            attrs["alpha"][ids].astype(np.uint8),
+            np.stack([attrs["h1"][ids], attrs["h2"][ids]]).astype(np.int32),
+            np.stack([attrs["hs1"][ids], attrs["hs2"][ids]]).astype(np.int32),
+        )
+
+    def kernel_table(self, texts: Sequence[str]) -> WordTable:
+        """The :class:`WordTable` of ``texts`` by the compiled kernel (not cached); chunks
+        it leaves to the reference rules are split by them."""
+        joined = "".join(texts)
+        cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        doc_starts = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)), out=doc_starts[1:])
+        starts, lengths, complex_, entries = kernel.split(cp, doc_starts)
+        words_per_entry = np.ones(len(starts), dtype=np.int64)
+        where = np.flatnonzero(complex_)
+        if len(where):
+            # The kernel left these chunks to the reference rules: each becomes its tokens.
+            chunk_starts = starts[where].tolist()
+            pieces = [self._token_lengths(joined[a : a + n])
+                      for a, n in zip(chunk_starts, lengths[where].tolist(), strict=True)]  # fmt: skip
+            sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
+            words_per_entry[where] = sizes
+            entry = np.repeat(np.arange(len(starts)), words_per_entry)
+            first = np.cumsum(words_per_entry) - words_per_entry  # first word of each entry
+            token_lengths = np.fromiter(chain.from_iterable(pieces), np.int32, int(sizes.sum()))
+            offsets = np.cumsum(token_lengths) - token_lengths  # within the batch's tokens
+            token_first = np.cumsum(sizes) - sizes  # first token of each complex chunk
+            within = offsets - np.repeat(offsets[token_first], sizes)  # within its chunk
+            rank = np.arange(len(token_lengths)) - np.repeat(token_first, sizes)  # in its chunk
+            positions = np.repeat(first[where], sizes) + rank
+            starts, lengths = starts[entry], lengths[entry]
+            starts[positions] += within
+            lengths[positions] = token_lengths
+        doc_of_entry = np.repeat(np.arange(len(texts)), entries)
+        counts = np.bincount(doc_of_entry, weights=words_per_entry, minlength=len(texts))
+        counts = counts.astype(np.int64)
+        symbol, alpha, h, hs = kernel.word_attributes(cp, starts, lengths)
+        return WordTable(counts, lengths, symbol, alpha, h, hs)
+
+    def _token_lengths(self, chunk: str) -> tuple[int, ...]:
+        """Characters of each token of a chunk by the reference rules (memoised)."""
+        memo = self._complex
+        lengths = memo.get(chunk)
+        if lengths is None:
+            if len(memo) >= _MAX_COMPLEX:
+                memo.clear()
+            tokens = split_chunk(chunk)
+            lengths = memo[chunk] = tuple(map(len, tokens))
+            assert sum(lengths) == len(chunk), chunk  # spaCy's tokens always tile the chunk
+        return lengths
+
     def words(self, text: str) -> list[str]:
         """The words of ``text`` (what datatrove's ``split_into_words`` returns for English)."""
         words = self._words
         return [words[i] for i in self.word_ids(text).tolist()]
+
+    def total_sentences(self, texts: list[str]) -> int:
+        """The sum of :meth:`count_sentences` over ``texts``, by the kernel when it is built
+        (texts with a chunk it leaves to the reference rules are counted here)."""
+        if not kernel.available():
+            return sum(map(self.count_sentences, texts))
+        counts = kernel.count_sentences(texts)
+        unsure = np.flatnonzero(counts < 0).tolist()
+        return int(counts.sum()) + len(unsure) + sum(self.count_sentences(texts[i]) for i in unsure)
 
     def count_sentences(self, text: str) -> int:
         """Sentences spaCy's rule-based sentencizer finds in ``text`` (0 for "").
@@ -284,6 +438,10 @@ def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
         out += [starts, seen]
     return out[0], out[1], out[2], out[3]  # type: ignore[return-value]
 
+
+_EMPTY_TABLE = WordTable(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint8),
+                         np.zeros(0, np.uint8), np.zeros((2, 0), np.int32),
+                         np.zeros((2, 0), np.int32))  # fmt: skip
 
 # One splitter per process, shared by every step (the memo is what makes it fast).
 WORDS = WordSplitter()

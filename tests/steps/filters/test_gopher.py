@@ -370,6 +370,7 @@ def test_ngram_counts_match_datatrove_semantics_on_random_texts(
     # Documents are counted in batches of random sizes, as the step does; with few or no
     # sweeps the scan settles linked runs one by one instead.
     from assay.steps.filters import gopher_repetition as gopher
+    from assay.text import kernel
     from assay.text.ngram_hashes import NgramHashes
     from assay.text.spacy_words import WordSplitter
 
@@ -382,10 +383,12 @@ def test_ngram_counts_match_datatrove_semantics_on_random_texts(
     while i < len(docs):
         batch = docs[i : i + rng.randint(1, 40)]
         i += len(batch)
-        ids = [splitter.word_ids(" ".join(words)) for words in batch]
-        attrs = splitter.attributes()
-        duplicates = gopher.duplicate_ngram_chars(NgramHashes(ids, attrs, False), ns)
-        top = gopher.top_ngram_chars(NgramHashes(ids, attrs, True), ns)
+        table = splitter.reference_table([" ".join(words) for words in batch])
+        duplicates = gopher.duplicate_ngram_chars(NgramHashes(table, False), ns)
+        top = gopher.top_ngram_chars(NgramHashes(table, True), ns)
+        if kernel.available():  # the compiled counts must be the same
+            compiled = kernel.repetition(table.length, table.h, table.hs, table.doc_starts, ns, ns)
+            assert (compiled[0] == top).all() and (compiled[1] == duplicates).all()
         for j, words in enumerate(batch):
             assert duplicates[:, j].tolist() == [reference_duplicates(words, n) for n in ns], words
             assert top[:, j].tolist() == [reference_top(words, n) for n in ns], words

@@ -147,7 +147,7 @@ class C4Quality(DocumentStep):
     def _clean(self, text: str) -> tuple[str, list[int]]:
         p = self.params
         assert isinstance(p, C4QualityParams)
-        long_word = punct = few = javascript = policy = sentences = 0
+        long_word = punct = few = javascript = policy = 0
         lorem_line = curly_line = -1
         kept: list[str] = []
         max_word = p.max_word_length
@@ -189,8 +189,8 @@ class C4Quality(DocumentStep):
             if p.filter_policy and _POLICY.search(lower):
                 policy += 1
                 continue
-            sentences += WORDS.count_sentences(line)
             kept.append(line)
+        sentences = WORDS.total_sentences(kept)
         new_text = "\n".join(kept).strip()
         return new_text, [
             len(lines),

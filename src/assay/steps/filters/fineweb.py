@@ -86,6 +86,7 @@ class FineWebQuality(DocumentStep):
         short = p.short_line_length
         n = len(texts)
         n_lines = np.zeros(n, dtype=np.int64)
+        n_words = WORDS.batch_table(texts).counts.tolist()
         ratios = {name: np.zeros(n) for name in list(self.signal_types)[1:]}
         for i, text in enumerate(texts):
             lines = [line for line in text.split("\n") if line.strip()]
@@ -100,7 +101,7 @@ class FineWebQuality(DocumentStep):
             ratios["short_line_ratio"][i] = sum(1 for x in lines if len(x) <= short) / len(lines)
             dup_chars = find_duplicates(lines)[1]
             ratios["char_dup_ratio"][i] = dup_chars / (len(text) - text.count("\n"))
-            ratios["newline_ratio"][i] = text.count("\n") / len(WORDS.word_ids(text))
+            ratios["newline_ratio"][i] = text.count("\n") / n_words[i]
         return StepOutput(signals={"n_lines": n_lines, **ratios})  # type: ignore[arg-type]
 
     def thresholds(self) -> list[Threshold]:

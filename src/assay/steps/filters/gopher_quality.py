@@ -5,6 +5,7 @@ reproduces; where datatrove departs from the paper the class docstring says so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -22,8 +23,16 @@ from assay.steps.base import (
     set_thresholds,
     threshold_rules,
 )
-from assay.text.spacy_words import WORDS
+from assay.text.ngram_hashes import PRIMES
+from assay.text.spacy_words import WORDS, word_hashes
 from assay.text.tables import GOPHER_STOP_WORDS
+
+# In the lines joined by "\n" with one more "\n" on each side: a line that starts with a
+# bullet after whitespace (str.lstrip's whitespace is the regex engine's \s) and one that
+# ends with an ellipsis before whitespace; [^\S\n]: whitespace other than the line break.
+# Each starts with a literal, which the regex engine finds in C.
+_BULLET_LINE = re.compile(r"\n[^\S\n]*[•-]")
+_ELLIPSIS_LINE = re.compile(r"(?:\.\.\.|…)[^\S\n]*\n")
 
 
 class GopherQualityParams(StepParams):
@@ -104,22 +113,20 @@ class GopherQuality(DocumentStep):
                for name, dtype in self.signal_types.items()}  # fmt: skip
         # Word counts: the whole batch at once, summed per document (bincount sums of
         # integers stay exact in float64, so the ratios are those of per-document sums).
-        docs = WORDS.batch_word_ids(texts)
-        attrs = WORDS.attributes()
-        n_words = np.fromiter(map(len, docs), dtype=np.int64, count=n_docs)
-        ids = np.concatenate(docs) if n_docs else np.empty(0, dtype=np.int64)
+        words = WORDS.batch_table(texts)
+        n_words = words.counts
         doc_of = np.repeat(np.arange(n_docs), n_words)
 
         def per_doc(values: np.ndarray) -> np.ndarray:
             return np.bincount(doc_of, weights=values, minlength=n_docs)
 
-        non_symbol = attrs["symbol"][ids] == 0
+        non_symbol = words.symbol == 0
         n_non_symbol = per_doc(non_symbol).astype(np.int64)
         out["n_words"][:] = n_words
         out["n_non_symbol_words"][:] = n_non_symbol
         with np.errstate(invalid="ignore"):  # 0 / 0: NaN for a text without such words
-            out["mean_word_length"][:] = per_doc(attrs["length"][ids] * non_symbol) / n_non_symbol
-        alpha = per_doc(attrs["alpha"][ids])
+            out["mean_word_length"][:] = per_doc(words.length * non_symbol) / n_non_symbol
+        alpha = per_doc(words.alpha)
         has_words = n_words > 0
         out["alpha_words_ratio"][has_words] = alpha[has_words] / n_words[has_words]
         for i, text in enumerate(texts):
@@ -128,17 +135,22 @@ class GopherQuality(DocumentStep):
                 out["ellipsis_word_ratio"][i] = (text.count("...") + text.count("…")) / n_words[i]
             lines = text.splitlines()
             if lines:
-                bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
-                ellipses = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
-                out["bullet_lines_ratio"][i] = bullets / len(lines)
-                out["end_ellipsis_lines_ratio"][i] = ellipses / len(lines)
-        # Distinct stop words per document: distinct (document, word) pairs among them.
-        stop_words = dict.fromkeys(p.stop_words)
-        stop_ids = [w for w in map(WORDS.known_id, stop_words) if w is not None]
-        if stop_ids:
-            hit = np.isin(ids, stop_ids)
-            pairs = np.unique(doc_of[hit] * len(attrs["length"]) + ids[hit])
-            out["n_stop_words"][:] = np.bincount(pairs // len(attrs["length"]), minlength=n_docs)
+                # The lines hold no line break, so joined by "\n" each is one regex line.
+                joined = "\n" + "\n".join(lines) + "\n"
+                out["bullet_lines_ratio"][i] = len(_BULLET_LINE.findall(joined)) / len(lines)
+                out["end_ellipsis_lines_ratio"][i] = len(_ELLIPSIS_LINE.findall(joined)) / len(lines)
+        # Distinct stop words per document: distinct (document, stop word) pairs, words
+        # compared by their two hashes.
+        stop_keys = np.array([a * PRIMES[1] + b for a, b in map(word_hashes, dict.fromkeys(p.stop_words))],
+                             dtype=np.int64)  # fmt: skip
+        if len(stop_keys):
+            stop_keys.sort()
+            keys = words.h[0].astype(np.int64) * PRIMES[1] + words.h[1]
+            hit = np.flatnonzero(np.isin(keys, stop_keys))
+            which = np.searchsorted(stop_keys, keys[hit])  # index of the stop word
+            present = np.bincount(doc_of[hit] * len(stop_keys) + which,
+                                  minlength=n_docs * len(stop_keys))  # fmt: skip
+            out["n_stop_words"][:] = (present.reshape(n_docs, len(stop_keys)) > 0).sum(axis=1)
         return StepOutput(signals=out)  # type: ignore[arg-type]
 
     def thresholds(self) -> list[Threshold]:

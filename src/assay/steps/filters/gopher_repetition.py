@@ -24,9 +24,10 @@ from assay.steps.base import (
     set_thresholds,
     threshold_rules,
 )
+from assay.text import kernel
 from assay.text.lines import find_duplicates
 from assay.text.ngram_hashes import NgramHashes
-from assay.text.spacy_words import WORDS
+from assay.text.spacy_words import WORDS, WordTable
 
 TOP_NGRAMS: tuple[int, ...] = (2, 3, 4)
 DUP_NGRAMS: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
@@ -304,6 +305,29 @@ def _scan_exact(
     return total
 
 
+def ngram_chars(words: WordTable, compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(top, dup)``: :func:`top_ngram_chars` for ``TOP_NGRAMS`` and
+    :func:`duplicate_ngram_chars` for ``DUP_NGRAMS`` of each document of ``words``, by the
+    compiled kernel when it is built (``compiled=None``) or asked for, else by numpy."""
+    if compiled if compiled is not None else kernel.available():
+        return kernel.repetition(words.length, words.h, words.hs, words.doc_starts, TOP_NGRAMS, DUP_NGRAMS)
+    # Many documents at once, in slices of about _SLICE_WORDS words: enough for numpy to
+    # run at full speed, few enough to keep the dozens of temporary arrays per word small.
+    n_docs = len(words.counts)
+    top = np.zeros((len(TOP_NGRAMS), n_docs), dtype=np.int64)
+    dup = np.zeros((len(DUP_NGRAMS), n_docs), dtype=np.int64)
+    bounds = words.doc_starts
+    lo = 0
+    while lo < n_docs:
+        hi = int(np.searchsorted(bounds, bounds[lo] + _SLICE_WORDS, side="right")) - 1
+        hi = min(max(hi, lo + 1), n_docs)
+        part = words.docs(lo, hi)
+        top[:, lo:hi] = top_ngram_chars(NgramHashes(part, True), TOP_NGRAMS)
+        dup[:, lo:hi] = duplicate_ngram_chars(NgramHashes(part, False), DUP_NGRAMS)
+        lo = hi
+    return top, dup
+
+
 class GopherRepetitionParams(StepParams):
     """Maximum fractions (Rae et al. 2021, Table A1); None disables a rule."""
 
@@ -384,23 +408,10 @@ class GopherRepetition(DocumentStep):
         for i, text in enumerate(texts):
             if text:
                 fracs[:4, i] = self._line_fractions(text)
-        # n-grams: many documents at once (an empty text has no words, so no n-gram), in
-        # slices of about _SLICE_WORDS words: enough for numpy to run at full speed, few
-        # enough to keep the dozens of temporary arrays per word small.
-        docs = WORDS.batch_word_ids(texts)
-        attrs = WORDS.attributes()
+        top, dup = ngram_chars(WORDS.batch_table(texts))
         length = np.maximum(n_chars, 1)
-        bounds = np.cumsum([0, *map(len, docs)])  # words before each document
-        lo = 0
-        while lo < len(docs):
-            hi = int(np.searchsorted(bounds, bounds[lo] + _SLICE_WORDS, side="right")) - 1
-            hi = min(max(hi, lo + 1), len(docs))
-            part = docs[lo:hi]
-            top = top_ngram_chars(NgramHashes(part, attrs, True), TOP_NGRAMS)
-            dup = duplicate_ngram_chars(NgramHashes(part, attrs, False), DUP_NGRAMS)
-            fracs[4 : 4 + len(TOP_NGRAMS), lo:hi] = top / length[lo:hi]
-            fracs[4 + len(TOP_NGRAMS) :, lo:hi] = dup / length[lo:hi]
-            lo = hi
+        fracs[4 : 4 + len(TOP_NGRAMS)] = top / length
+        fracs[4 + len(TOP_NGRAMS) :] = dup / length
         signals: dict[str, np.ndarray] = {"n_chars": n_chars}
         signals.update(zip(_REPETITION_FRACS, fracs, strict=True))
         return StepOutput(signals=signals)  # type: ignore[arg-type]

@@ -1,0 +1,252 @@
+"""The compiled text kernel (``native/assay_text.rs``), loaded with ctypes when built.
+
+``make demo`` and ``make test`` build ``libassay_text.so`` beside this file with ``rustc``
+(see the Makefile); without it every caller uses the pure-Python reference modules, which
+the tests compare the kernel against. ``ASSAY_PURE_PYTHON=1`` turns the kernel off.
+
+The kernel splits words only where spaCy's English tokenizer takes its shortcut (see
+:func:`.spacy_rules.split_chunk`) and marks every other whitespace-separated chunk as
+complex; :func:`split_words` splits those with the reference rules. The rules' string sets
+(exceptions, merge pairs, units) reach the kernel as sorted FNV-1a hashes: a collision can
+only send a chunk to the reference rules.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+from assay.text.spacy_rules import (
+    _AFTER_DIGIT,
+    _AFTER_DIGIT_MAX,
+    _ALPHA,
+    _ALPHA_LOWER,
+    _ALPHA_UPPER,
+    _ICON_CHARS,
+    _MERGE_PAIRS,
+    _PREFIX_CHARS,
+    _QUOTES,
+    _SUFFIX_CHARS,
+    EXCEPTIONS,
+    _dot_follows,
+    _url_match,
+)
+from assay.text.tables import PUNCTUATION_SET, SENTENCE_PUNCTUATION
+
+LIBRARY = Path(__file__).with_name("libassay_text.so")
+
+# Character classes (bits of the table the kernel reads; the same constants as in Rust).
+(SPACE, ALNUM, ALPHA, PREFIX, SUFFIX, DOT_FOLLOWS, UPPER, PUNCT, S_ALPHA, S_LOWER, QUOTE, ICON,
+ INFIX, PAIR_END, PAIR_START, FINAL, P_CATEGORY) = (1 << i for i in range(17))  # fmt: skip
+
+_I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+_I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_U32F = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
+_U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_N = ctypes.c_int64
+_URL_MATCH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.POINTER(ctypes.c_uint32), ctypes.c_int64)
+
+
+@_URL_MATCH
+def _is_url(chars: ctypes._Pointer, n: int) -> int:  # type: ignore[type-arg]
+    """spaCy's URL_MATCH on code points, for the kernel (a URL is whole, not split)."""
+    text = ctypes.string_at(chars, 4 * n).decode("utf-32-le", "surrogatepass")
+    return _url_match(text) is not None
+
+
+def _load() -> ctypes.CDLL | None:
+    if os.environ.get("ASSAY_PURE_PYTHON") or not LIBRARY.exists():
+        return None
+    lib = ctypes.CDLL(str(LIBRARY))
+    lib.assay_split_words.restype = _N
+    lib.assay_rules_new.restype = ctypes.c_void_p
+    lib.assay_rules_new.argtypes = [_U32F, _N, ctypes.c_void_p, _I64, _N, _U64, _N, _URL_MATCH]
+    lib.assay_split_words.argtypes = [_U32, _I64, _N, ctypes.c_void_p, _I64, _I32, _U8, _N, _I64]
+    lib.assay_word_attributes.restype = None
+    lib.assay_word_attributes.argtypes = [_U32, _N, ctypes.c_void_p, _I64, _I32, _N, _U8, _U8, _I32, _I32]
+    lib.assay_count_sentences.restype = None
+    lib.assay_count_sentences.argtypes = [_U32, _I64, _N, ctypes.c_void_p, _I64]
+    lib.assay_repetition.restype = None
+    lib.assay_repetition.argtypes = [_I32, _I32, _I32, _N, _I64, _N, _I64, _N, _I64, _N, _I64, _I64]
+    return lib
+
+
+_LIB = _load()
+
+
+def available() -> bool:
+    """Whether the compiled kernel is loaded."""
+    return _LIB is not None
+
+
+def fnv(text: str, seed: int = 0xCBF29CE484222325) -> int:
+    """FNV-1a over the code points of ``text`` (the kernel's ``fnv``)."""
+    h = seed
+    for c in text:
+        h = ((h ^ ord(c)) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _pair_hash(a: str, b: str) -> int:
+    """The kernel's ``pair_hash``: ``a``, a separator code (0xFFFFFFFF), then ``b``."""
+    separated = ((fnv(a) ^ 0xFFFFFFFF) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return fnv(b, separated)
+
+
+# Every code point from here on is unassigned, a tag, a variation selector or private use:
+# none is a space, a letter, a digit or punctuation, and no rule names one.
+CLASSIFIED = 0x32400
+
+
+def class_table(size: int = CLASSIFIED) -> np.ndarray:
+    """The class bits of every code point (those from ``size`` on left 0)."""
+    everything = "".join(map(chr, range(size)))
+    table = np.zeros(0x110000, dtype=np.uint32)
+    for bit, test in ((SPACE, str.isspace), (ALNUM, str.isalnum), (ALPHA, str.isalpha)):
+        table[:size][np.fromiter(map(test, everything), dtype=bool, count=size)] |= bit
+    categories = "".join(c[0] for c in map(unicodedata.category, everything))
+    table[[m.start() for m in re.finditer("P", categories)]] |= P_CATEGORY
+    for bit, chars in (
+        (PREFIX, _PREFIX_CHARS), (SUFFIX, _SUFFIX_CHARS), (PUNCT, PUNCTUATION_SET), (QUOTE, _QUOTES),
+        (ICON, _ICON_CHARS), (INFIX, ".…,-–—~:<>=/+*^"),
+        (PAIR_END, {a[-1] for a, _ in _MERGE_PAIRS}), (PAIR_START, {b[0] for _, b in _MERGE_PAIRS}),
+        (FINAL, SENTENCE_PUNCTUATION),
+    ):  # fmt: skip
+        table[[ord(c) for c in chars if len(c) == 1]] |= bit
+    for bit, pattern in (
+        (DOT_FOLLOWS, _dot_follows.__self__), (UPPER, re.compile(f"[{_ALPHA_UPPER}]")),
+        (S_ALPHA, re.compile(f"[{_ALPHA}]")), (S_LOWER, re.compile(f"[{_ALPHA_LOWER}]")),
+    ):  # fmt: skip
+        table[[m.start() for m in pattern.finditer(everything)]] |= bit
+    return table
+
+
+class _StringSet:
+    """Strings for the kernel's exact look-up (``StringSet`` in Rust): sorted FNV-1a
+    hashes, then per entry (offset, length, token offset, tokens), the code points end to
+    end and the token lengths."""
+
+    def __init__(self, strings: dict[str, tuple[str, ...]]) -> None:
+        entries = sorted((fnv(s), s, tokens) for s, tokens in strings.items())
+        assert len({h for h, _, _ in entries}) == len(entries), "FNV-1a collision in a rule table"
+        self.hashes = np.array([h for h, _, _ in entries], dtype=np.uint64)
+        info, chars, tokens = [], [], []
+        for _, s, toks in entries:
+            info += [len(chars), len(s), len(tokens), len(toks)]
+            chars += map(ord, s)
+            tokens += map(len, toks)
+        self.info = np.array(info, dtype=np.int64)
+        self.chars = np.array(chars, dtype=np.uint32)
+        self.tokens = np.array(tokens or [0], dtype=np.int64)
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self.hashes, self.info, self.chars, self.tokens]
+
+
+class _Rules:
+    """The tables the kernel reads, built once per process on first use."""
+
+    def __init__(self) -> None:
+        self.classes = class_table()
+        arrays = _StringSet(EXCEPTIONS).arrays() + _StringSet(dict.fromkeys(_AFTER_DIGIT, ())).arrays()
+        self._keep = arrays  # the kernel reads them through the pointers below
+        self.sets = (ctypes.c_void_p * 8)(*(a.ctypes.data for a in arrays))
+        self.set_sizes = np.array([len(a) for a in arrays], dtype=np.int64)
+        self.pairs = np.unique(np.array([_pair_hash(a, b) for a, b in _MERGE_PAIRS], dtype=np.uint64))
+        assert _LIB is not None
+        # The kernel's handle points into the arrays above, which this object keeps alive
+        # (one per process, never freed).
+        self.handle = _LIB.assay_rules_new(
+            self.classes, len(self.classes), self.sets, self.set_sizes, _AFTER_DIGIT_MAX,
+            self.pairs, len(self.pairs), _is_url,
+        )  # fmt: skip
+
+
+_rules: _Rules | None = None
+
+
+def rules() -> _Rules:
+    global _rules
+    if _rules is None:
+        _rules = _Rules()
+    return _rules
+
+
+def split(cp: np.ndarray, doc_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Words of the documents ``cp[doc_starts[d]:doc_starts[d + 1]]`` (code points):
+    ``(starts, lengths, complex, entries per document)``, where a complex entry is a whole
+    chunk for the reference rules to split."""
+    assert _LIB is not None
+    r = rules()
+    entries = np.empty(len(doc_starts) - 1, dtype=np.int64)
+    # Room for one word per 3 code points (natural text has about one per 6); a text that
+    # needs more is split again with room for one per code point, which always suffices.
+    for cap in (len(cp) // 3 + 16, len(cp) + 16):
+        starts = np.empty(cap, dtype=np.int64)
+        lengths = np.empty(cap, dtype=np.int32)
+        complex_ = np.empty(cap, dtype=np.uint8)
+        n = _LIB.assay_split_words(
+            cp, doc_starts, len(doc_starts) - 1, r.handle, starts, lengths, complex_, cap, entries
+        )
+        if n >= 0:
+            return starts[:n], lengths[:n], complex_[:n].view(bool), entries
+    raise AssertionError("unreachable: one word per code point always fits")
+
+
+def word_attributes(
+    cp: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(symbol, alpha, h, hs)`` of each word (see ``spacy_words.WordTable``)."""
+    assert _LIB is not None
+    r = rules()
+    n = len(starts)
+    symbol = np.empty(n, dtype=np.uint8)
+    alpha = np.empty(n, dtype=np.uint8)
+    h = np.empty((2, n), dtype=np.int32)
+    hs = np.empty((2, n), dtype=np.int32)
+    _LIB.assay_word_attributes(
+        cp, len(cp), r.handle, np.ascontiguousarray(starts, dtype=np.int64),
+        np.ascontiguousarray(lengths, dtype=np.int32), n, symbol, alpha, h, hs,
+    )  # fmt: skip
+    return symbol, alpha, h, hs
+
+
+def repetition(
+    lengths: np.ndarray, h: np.ndarray, hs: np.ndarray, doc_starts: np.ndarray,
+    top: tuple[int, ...], dup: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Gopher's top and duplicate n-gram characters per document (rows: each n of ``top``,
+    then of ``dup``), as ``gopher_repetition.top_ngram_chars`` and
+    ``duplicate_ngram_chars`` compute them."""
+    assert _LIB is not None
+    n_docs = len(doc_starts) - 1
+    out_top = np.zeros((len(top), n_docs), dtype=np.int64)
+    out_dup = np.zeros((len(dup), n_docs), dtype=np.int64)
+    _LIB.assay_repetition(
+        np.ascontiguousarray(lengths, dtype=np.int32), np.ascontiguousarray(h, dtype=np.int32),
+        np.ascontiguousarray(hs, dtype=np.int32), len(lengths),
+        np.ascontiguousarray(doc_starts, dtype=np.int64), n_docs,
+        np.array(top, dtype=np.int64), len(top), np.array(dup, dtype=np.int64), len(dup),
+        out_top, out_dup,
+    )  # fmt: skip
+    return out_top, out_dup
+
+
+def count_sentences(texts: list[str]) -> np.ndarray:
+    """``WordSplitter.count_sentences`` of each text, or -1 where a chunk needs the
+    reference rules."""
+    assert _LIB is not None
+    r = rules()
+    cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    starts = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)), out=starts[1:])
+    out = np.empty(len(texts), dtype=np.int64)
+    _LIB.assay_count_sentences(cp, starts, len(texts), r.handle, out)
+    return out

@@ -1,0 +1,97 @@
+"""The compiled text kernel against the pure-Python reference it replaces."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assay.text import kernel
+from assay.text.spacy_words import WordSplitter
+
+SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "sample_text.jsonl.gz"
+
+# `make test` builds the kernel; in CI a missing kernel is a failure, not a skip.
+if not kernel.available():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"the text kernel is not built ({kernel.LIBRARY}): run make test")
+    pytest.skip("the text kernel is not built (make test builds it)", allow_module_level=True)
+
+# Chunks that exercise every rule: exceptions (kept whole, split, behind affixes), merges
+# of split exceptions, units and currencies after digits, dots, infixes of every kind,
+# URLs and e-mail addresses, icons, scripts without case, astral and lone surrogate code
+# points, and whitespace other than spaces.
+TRICKY = [
+    "", " ", "\n\t \u3000", "a", "don't", "(don't)", "\"I'm", "Mt. St. Helens", "n. (Zool.)",
+    "5km 10kg 3.5mm US$5 C$ A$20 $5 5$ 12a.m. 3pm 7+ +7 +a", "e.g., i.e. etc.,", "...", "a..b",
+    "1.5] [Obs.] --Shak. [L. (>= 2.2)", "apt-get 64-bit a--b a---b a——b a~b a—b", "x:y a/b a<b a=b",
+    "1+2 3-4 5*6 7^8 9-", "a.B c.D 'a'.'B'", "a,b 1,2", "…word word… ……", "(o: :) ;-) <3 ¯\\(ツ)/¯",
+    "https://www.gnu.org/licenses/gpl-3.0.html <mail@example.org>, www.example.com.",
+    "sources.list 0.0.0.0:* 3.3 1.2.3 v.v. z.B. U.S.A.", "°C. °F 25°C. ABC. Ab. A. a.",
+    "日本語のテキスト。次の文！ Привет, мир. Γειά σου. مرحبا بالعالم.", "🙂 ok 🙂🙂 (🙂) ☺.",
+    "\U0001d400\U0001d401 \U00020001x", "lone \ud800 surrogate", "'s 'S ’s it's It’s Let's",
+    "cannot gonna y'all how'd'y c'mon", "C++ and/or w/o 'cause", "a.m. p.m. Ph.D. D.C.",
+    "end.\r\nnext line\u2028sep", "x\x00y \x0b \x1c", "!!! ?! .?", "§5 %20 =x —x –x",
+]
+
+
+def _texts() -> list[str]:
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as f:
+        sample = [json.loads(line)["text"] for line in f]
+    return TRICKY + sample + [" ".join(TRICKY)]
+
+
+def test_word_tables_equal_the_reference() -> None:
+    texts = _texts()
+    compiled = WordSplitter().kernel_table(texts)
+    reference = WordSplitter().reference_table(texts)
+    for field in ("counts", "length", "symbol", "alpha", "h", "hs"):
+        assert np.array_equal(getattr(compiled, field), getattr(reference, field)), field
+    # The kernel splits nearly every chunk itself: the reference rules only see a few.
+    splitter = WordSplitter()
+    splitter.kernel_table(texts)
+    chunks = sum(len(t.split()) for t in texts)
+    assert 0 < len(splitter._complex) < 0.05 * chunks
+
+
+def test_sentence_counts_equal_the_reference() -> None:
+    lines = [line for text in _texts() for line in text.splitlines()] + TRICKY
+    splitter = WordSplitter()
+    counts = kernel.count_sentences(lines)
+    unsure = counts < 0
+    assert unsure.mean() < 0.05
+    assert [c for c, u in zip(counts.tolist(), unsure, strict=True) if not u] == [
+        splitter.count_sentences(line) for line, u in zip(lines, unsure, strict=True) if not u
+    ]
+    assert splitter.total_sentences(lines) == sum(map(splitter.count_sentences, lines))
+
+
+def test_unclassified_code_points_have_no_class() -> None:
+    # The table stops computing classes at CLASSIFIED; past it every class must be empty.
+    assert np.array_equal(kernel.class_table(0x110000), kernel.rules().classes)
+
+
+def test_steps_decide_the_same_with_and_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.steps.filters.c4 import C4Quality
+    from assay.steps.filters.fineweb import FineWebQuality
+    from assay.steps.filters.gopher_quality import GopherQuality
+    from assay.steps.filters.gopher_repetition import GopherRepetition
+    from assay.text import spacy_words
+
+    texts = _texts()
+    signals = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(kernel, "available", lambda c=compiled: c)
+        monkeypatch.setattr(spacy_words, "WORDS", WordSplitter())
+        for module in ("c4", "fineweb", "gopher_quality", "gopher_repetition"):
+            monkeypatch.setattr(f"assay.steps.filters.{module}.WORDS", spacy_words.WORDS)
+        for step in (GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()):
+            out = step.compute(texts)
+            for name, values in out.signals.items():
+                signals.setdefault((step.name, name), []).append(np.asarray(values))
+    for key, (with_kernel, without) in signals.items():
+        assert np.array_equal(with_kernel, without, equal_nan=True), key
