@@ -684,8 +684,9 @@ impl Table {
         self.mask = size - 1;
     }
 
-    /// Count one occurrence of `key` at `at`: its (count, first position) after it.
-    fn add(&mut self, key: u64, at: u32) -> (u32, u32) {
+    /// Count one occurrence of `key` at `at`: its slot, and its (count, first position)
+    /// after it.
+    fn add(&mut self, key: u64, at: u32) -> (usize, u32, u32) {
         let mut i = (key.wrapping_mul(0x9E3779B97F4A7C15) >> 20) as usize & self.mask;
         loop {
             let slot = &mut self.slots[i];
@@ -696,11 +697,11 @@ impl Table {
                     count: 1,
                     first: at,
                 };
-                return (1, at);
+                return (i, 1, at);
             }
             if slot.key == key {
                 slot.count += 1;
-                return (slot.count, slot.first);
+                return (i, slot.count, slot.first);
             }
             i = (i + 1) & self.mask;
         }
@@ -709,43 +710,57 @@ impl Table {
 
 /// Keys of the word windows of one document, for any n: prefix sums of the words' hashes
 /// weighted by powers of the base at each word's character offset (as `NgramHashes`).
+/// Its buffers are reused from one document to the next.
 struct Windows {
     prefix: [Vec<u64>; 2],
-    offsets: Vec<u64>, // characters before each word (and the total, last)
+    align: [Vec<u64>; 2], // per word: the base to the power (characters to the end)
+    offsets: Vec<u64>,    // characters before each word (and the total, last)
 }
 
 impl Windows {
-    fn new(lens: &[i32], hashes: [&[i32]; 2], spaced: bool, powers: &mut Powers) -> Windows {
-        let m = lens.len();
-        let mut offsets = Vec::with_capacity(m + 1);
-        let mut total = 0u64;
-        offsets.push(0);
-        for &l in lens {
-            total += l as u64 + spaced as u64;
-            offsets.push(total);
+    fn new() -> Windows {
+        Windows {
+            prefix: [Vec::new(), Vec::new()],
+            align: [Vec::new(), Vec::new()],
+            offsets: Vec::new(),
         }
-        powers.grow(total as usize + 1);
-        let mut prefix = [Vec::with_capacity(m + 1), Vec::with_capacity(m + 1)];
-        for k in 0..2 {
-            let mut acc = 0u64;
-            prefix[k].push(0);
-            for j in 0..m {
-                acc = (acc + hashes[k][j] as u64 * powers.table[k][offsets[j] as usize]) % P[k];
-                prefix[k].push(acc);
-            }
-        }
-        Windows { prefix, offsets }
     }
 
-    /// The key of the window of `n` words at `i`: its hash moved to the document's end.
-    fn key(&self, i: usize, n: usize, powers: &Powers) -> u64 {
-        let total = *self.offsets.last().unwrap() as usize;
-        let align = total - self.offsets[i] as usize;
+    fn fill(&mut self, lens: &[i32], hashes: [&[i32]; 2], spaced: bool, powers: &mut Powers) {
+        let m = lens.len();
+        self.offsets.clear();
+        let mut total = 0u64;
+        self.offsets.push(0);
+        for &l in lens {
+            total += l as u64 + spaced as u64;
+            self.offsets.push(total);
+        }
+        powers.grow(total as usize + 1);
+        for k in 0..2 {
+            let (prefix, align, table) =
+                (&mut self.prefix[k], &mut self.align[k], &powers.table[k]);
+            prefix.clear();
+            align.clear();
+            let mut acc = 0u64;
+            prefix.push(0);
+            for j in 0..m {
+                let at = self.offsets[j] as usize;
+                acc = (acc + hashes[k][j] as u64 * table[at]) % P[k];
+                prefix.push(acc);
+                // Multiplying a window by B**(characters to the end) moves every window of
+                // the document to the same origin, its end.
+                align.push(table[total as usize - at]);
+            }
+        }
+    }
+
+    /// The key of the window of `n` words at `i`.
+    fn key(&self, i: usize, n: usize) -> u64 {
         let mut out = [0u64; 2];
         for k in 0..2 {
             // window < 2p < 2**32 and the power < 2**31: the product fits, one reduction.
             let window = self.prefix[k][i + n] + P[k] - self.prefix[k][i];
-            out[k] = window * powers.table[k][align] % P[k];
+            out[k] = window * self.align[k][i] % P[k];
         }
         out[0] * P[1] + out[1]
     }
@@ -810,27 +825,41 @@ pub unsafe extern "C" fn assay_repetition(
         table: [Vec::new(), Vec::new()],
     };
     let mut table = Table::new();
+    let (mut spaced, mut plain) = (Windows::new(), Windows::new());
+    let mut slots: Vec<u32> = Vec::new(); // the table slot of each position (u32::MAX: none)
+    let mut repeated: Vec<bool> = Vec::new(); // whether the n-gram at each position repeats
     for d in 0..nd {
         let (lo, hi) = (bounds[d] as usize, bounds[d + 1] as usize);
         let m = hi - lo;
         let doc_lens = &lens[lo..hi];
         if !top.is_empty() {
-            let spaced = Windows::new(
+            spaced.fill(
                 doc_lens,
                 [&hs[lo..hi], &hs[n + lo..n + hi]],
                 true,
                 &mut powers,
             );
+            // An n-gram occurs twice only if both of its (n-1)-grams do: when n-1 was counted
+            // just before, only those positions can repeat (`repeated`).
+            let mut previous = 0usize;
             for (row, &g) in top.iter().enumerate() {
                 let g = g as usize;
                 if g == 0 || m < g {
                     out_top[row * nd + d] = 0;
+                    previous = 0;
                     continue;
                 }
+                let pruned = previous > 0 && previous + 1 == g;
                 table.reset(m - g + 1);
-                let (mut best, mut best_at) = (0u64, 0usize);
+                slots.clear();
+                let (mut best, mut best_at) = (1u64, 0usize); // every n-gram occurs once
                 for i in 0..=m - g {
-                    let (c, first) = table.add(spaced.key(i, g, &powers), i as u32);
+                    if pruned && !(repeated[i] && repeated[i + 1]) {
+                        slots.push(u32::MAX);
+                        continue;
+                    }
+                    let (slot, c, first) = table.add(spaced.key(i, g), i as u32);
+                    slots.push(slot as u32);
                     let (c, first) = (c as u64, first as usize);
                     if c > best || (c == best && first < best_at) {
                         best = c;
@@ -838,10 +867,17 @@ pub unsafe extern "C" fn assay_repetition(
                     }
                 }
                 out_top[row * nd + d] = (spaced.chars(best_at, g, true) * best) as i64;
+                repeated.clear();
+                repeated.extend(
+                    slots
+                        .iter()
+                        .map(|&k| k != u32::MAX && table.slots[k as usize].count > 1),
+                );
+                previous = g;
             }
         }
         if !dup.is_empty() {
-            let plain = Windows::new(
+            plain.fill(
                 doc_lens,
                 [&h[lo..hi], &h[n + lo..n + hi]],
                 false,
@@ -854,7 +890,7 @@ pub unsafe extern "C" fn assay_repetition(
                     table.reset(m - g + 1);
                     let mut i = 0usize;
                     while i + g <= m {
-                        if table.add(plain.key(i, g, &powers), i as u32).0 > 1 {
+                        if table.add(plain.key(i, g), i as u32).1 > 1 {
                             repeated += plain.chars(i, g, false);
                             i += g;
                         } else {
@@ -953,5 +989,67 @@ pub unsafe extern "C" fn assay_count_sentences(
             }
         }
         out[t] = if unsure { -1 } else { 1 + starts };
+    }
+}
+
+/// Per text `cp[starts[t]..starts[t + 1]]`, as Gopher's quality rules count its lines
+/// (Python's `str.splitlines`: `\n`, `\r`, `\r\n`, `\v`, `\f`, `\x1c`-`\x1e`, U+0085,
+/// U+2028 and U+2029 end a line): the lines, those that start with a bullet (`•` or `-`)
+/// after whitespace, and those that end with an ellipsis (`...` or `…`) before whitespace.
+#[no_mangle]
+pub unsafe extern "C" fn assay_line_marks(
+    cp: *const u32,
+    text_starts: *const i64,
+    n_texts: i64,
+    rules: *const Rules<'static>,
+    out_lines: *mut i64,
+    out_bullets: *mut i64,
+    out_ellipses: *mut i64,
+) {
+    let bounds = slice(text_starts, n_texts + 1);
+    let total = if n_texts > 0 {
+        bounds[n_texts as usize]
+    } else {
+        0
+    };
+    let cp = slice(cp, total);
+    let rules = &*rules;
+    let lines = slice_mut(out_lines, n_texts);
+    let bullets = slice_mut(out_bullets, n_texts);
+    let ellipses = slice_mut(out_ellipses, n_texts);
+    let is_break = |c: u32| matches!(c, 0x0A..=0x0D | 0x1C..=0x1E | 0x85 | 0x2028 | 0x2029);
+    for t in 0..n_texts as usize {
+        let text = &cp[bounds[t] as usize..bounds[t + 1] as usize];
+        let (mut n, mut b, mut e) = (0i64, 0i64, 0i64);
+        let mut i = 0usize;
+        while i < text.len() {
+            let start = i;
+            while i < text.len() && !is_break(text[i]) {
+                i += 1;
+            }
+            let line = &text[start..i];
+            if i < text.len() {
+                i += if text[i] == 0x0D && i + 1 < text.len() && text[i + 1] == 0x0A {
+                    2
+                } else {
+                    1
+                };
+            }
+            n += 1;
+            let first = line.iter().position(|&c| !rules.has(c, SPACE));
+            if let Some(f) = first {
+                if line[f] == 0x2022 || line[f] == '-' as u32 {
+                    b += 1;
+                }
+                let last = line.iter().rposition(|&c| !rules.has(c, SPACE)).unwrap();
+                let dots = last >= 2 && line[last - 2..=last].iter().all(|&c| c == DOT);
+                if line[last] == 0x2026 || dots {
+                    e += 1;
+                }
+            }
+        }
+        lines[t] = n;
+        bullets[t] = b;
+        ellipses[t] = e;
     }
 }

@@ -58,6 +58,16 @@ def test_word_tables_equal_the_reference() -> None:
     assert 0 < len(splitter._complex) < 0.05 * chunks
 
 
+def test_word_counts_and_line_marks_equal_the_reference() -> None:
+    from assay.steps.filters.gopher_quality import _line_marks
+
+    breaks = ["a\r\nb\rc\x0bd\x0ce\x1cf\x85g\u2028h\u2029i\n", "\n\n", " - x\n\t• y\n z … \n..."]
+    texts = [*_texts(), *breaks]
+    assert WordSplitter().word_counts(texts).tolist() == WordSplitter().reference_table(texts).counts.tolist()
+    for compiled, reference in zip(kernel.line_marks(texts), _line_marks(texts), strict=True):
+        assert compiled.tolist() == reference.tolist()
+
+
 def test_sentence_counts_equal_the_reference() -> None:
     lines = [line for text in _texts() for line in text.splitlines()] + TRICKY
     splitter = WordSplitter()

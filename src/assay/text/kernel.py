@@ -17,6 +17,7 @@ import ctypes
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ def _load() -> ctypes.CDLL | None:
     lib.assay_word_attributes.argtypes = [_U32, _N, ctypes.c_void_p, _I64, _I32, _N, _U8, _U8, _I32, _I32]
     lib.assay_count_sentences.restype = None
     lib.assay_count_sentences.argtypes = [_U32, _I64, _N, ctypes.c_void_p, _I64]
+    lib.assay_line_marks.restype = None
+    lib.assay_line_marks.argtypes = [_U32, _I64, _N, ctypes.c_void_p, _I64, _I64, _I64]
     lib.assay_repetition.restype = None
     lib.assay_repetition.argtypes = [_I32, _I32, _I32, _N, _I64, _N, _I64, _N, _I64, _N, _I64, _I64]
     return lib
@@ -239,14 +242,31 @@ def repetition(
     return out_top, out_dup
 
 
+def code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' code points end to end, and where each text starts (and the total)."""
+    cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    starts = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)), out=starts[1:])
+    return cp, starts
+
+
+def line_marks(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per text: lines (``str.splitlines``), lines starting with a bullet (``•`` or ``-``
+    after whitespace) and lines ending with an ellipsis (``...`` or ``…`` before
+    whitespace), as ``gopher_quality`` counts them."""
+    assert _LIB is not None
+    cp, starts = code_points(texts)
+    out = np.zeros((3, len(texts)), dtype=np.int64)
+    _LIB.assay_line_marks(cp, starts, len(texts), rules().handle, out[0], out[1], out[2])
+    return out[0], out[1], out[2]
+
+
 def count_sentences(texts: list[str]) -> np.ndarray:
     """``WordSplitter.count_sentences`` of each text, or -1 where a chunk needs the
     reference rules."""
     assert _LIB is not None
     r = rules()
-    cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    starts = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)), out=starts[1:])
+    cp, starts = code_points(texts)
     out = np.empty(len(texts), dtype=np.int64)
     _LIB.assay_count_sentences(cp, starts, len(texts), r.handle, out)
     return out

@@ -124,7 +124,7 @@ class WordSplitter:
 
     def __init__(
         self, max_chunks: int = 1_000_000, max_cached_words: int = 4_000_000,
-        max_table_words: int = 100_000,
+        max_table_words: int = 500_000,
     ) -> None:  # fmt: skip
         self.max_chunks = max_chunks
         self.max_cached_words = max_cached_words
@@ -270,6 +270,28 @@ class WordSplitter:
                 return fresh
         return _concatenate([parts[t] for t in texts])
 
+    def word_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """The number of words of each text (without building a table for new texts)."""
+        if not kernel.available():
+            return self.batch_table(texts).counts
+        known = self._tables
+        counts = np.array([len(known[t].length) if t in known else -1 for t in texts], np.int64)
+        todo = np.flatnonzero(counts < 0)
+        if len(todo):
+            new = [texts[i] for i in todo.tolist()]
+            cp, doc_starts = kernel.code_points(new)
+            starts, lengths, complex_, entries = kernel.split(cp, doc_starts)
+            words = np.ones(len(lengths), dtype=np.int64)
+            where = np.flatnonzero(complex_)
+            if len(where):  # chunks left to the reference rules: count their tokens
+                joined = "".join(new)
+                words[where] = [len(self._token_lengths(joined[a : a + n]))
+                                for a, n in zip(starts[where].tolist(), lengths[where].tolist(),
+                                                strict=True)]  # fmt: skip
+            doc_of_entry = np.repeat(np.arange(len(new)), entries)
+            counts[todo] = np.bincount(doc_of_entry, weights=words, minlength=len(new))
+        return counts
+
     def _keep_table(self, text: str, part: WordTable) -> None:
         words = len(part.length)
         tables = self._tables
@@ -295,9 +317,7 @@ class WordSplitter:
         """The :class:`WordTable` of ``texts`` by the compiled kernel (not cached); chunks
         it leaves to the reference rules are split by them."""
         joined = "".join(texts)
-        cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        doc_starts = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)), out=doc_starts[1:])
+        cp, doc_starts = kernel.code_points(texts)
         starts, lengths, complex_, entries = kernel.split(cp, doc_starts)
         words_per_entry = np.ones(len(starts), dtype=np.int64)
         where = np.flatnonzero(complex_)

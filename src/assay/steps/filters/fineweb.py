@@ -86,7 +86,7 @@ class FineWebQuality(DocumentStep):
         short = p.short_line_length
         n = len(texts)
         n_lines = np.zeros(n, dtype=np.int64)
-        n_words = WORDS.batch_table(texts).counts.tolist()
+        n_words = WORDS.word_counts(texts).tolist()
         ratios = {name: np.zeros(n) for name in list(self.signal_types)[1:]}
         for i, text in enumerate(texts):
             lines = [line for line in text.split("\n") if line.strip()]

@@ -23,6 +23,7 @@ from assay.steps.base import (
     set_thresholds,
     threshold_rules,
 )
+from assay.text import kernel
 from assay.text.ngram_hashes import PRIMES
 from assay.text.spacy_words import WORDS, word_hashes
 from assay.text.tables import GOPHER_STOP_WORDS
@@ -33,6 +34,19 @@ from assay.text.tables import GOPHER_STOP_WORDS
 # Each starts with a literal, which the regex engine finds in C.
 _BULLET_LINE = re.compile(r"\n[^\S\n]*[•-]")
 _ELLIPSIS_LINE = re.compile(r"(?:\.\.\.|…)[^\S\n]*\n")
+
+
+def _line_marks(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per text: lines (``str.splitlines``), bullet lines and ellipsis lines (the pure-Python
+    reference of ``kernel.line_marks``)."""
+    out = np.zeros((3, len(texts)), dtype=np.int64)
+    for i, text in enumerate(texts):
+        lines = text.splitlines()
+        if lines:
+            # The lines hold no line break, so joined by "\n" each is one regex line.
+            joined = "\n" + "\n".join(lines) + "\n"
+            out[:, i] = len(lines), len(_BULLET_LINE.findall(joined)), len(_ELLIPSIS_LINE.findall(joined))
+    return out[0], out[1], out[2]
 
 
 class GopherQualityParams(StepParams):
@@ -133,12 +147,10 @@ class GopherQuality(DocumentStep):
             if n_words[i]:
                 out["hash_word_ratio"][i] = text.count("#") / n_words[i]
                 out["ellipsis_word_ratio"][i] = (text.count("...") + text.count("…")) / n_words[i]
-            lines = text.splitlines()
-            if lines:
-                # The lines hold no line break, so joined by "\n" each is one regex line.
-                joined = "\n" + "\n".join(lines) + "\n"
-                out["bullet_lines_ratio"][i] = len(_BULLET_LINE.findall(joined)) / len(lines)
-                out["end_ellipsis_lines_ratio"][i] = len(_ELLIPSIS_LINE.findall(joined)) / len(lines)
+        n_lines, bullets, ellipses = kernel.line_marks(texts) if kernel.available() else _line_marks(texts)
+        has_lines = n_lines > 0
+        out["bullet_lines_ratio"][has_lines] = bullets[has_lines] / n_lines[has_lines]
+        out["end_ellipsis_lines_ratio"][has_lines] = ellipses[has_lines] / n_lines[has_lines]
         # Distinct stop words per document: distinct (document, stop word) pairs, words
         # compared by their two hashes.
         stop_keys = np.array([a * PRIMES[1] + b for a, b in map(word_hashes, dict.fromkeys(p.stop_words))],
