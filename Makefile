@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test docs lint clean
 
-# The compiled text kernel (native/assay_text.rs: spaCy-exact words, sentence counts and
+# The compiled text kernel (native/assay_text/*.rs: spaCy-exact words, sentence counts and
 # Gopher's n-gram counts), a Rust library without dependencies that assay loads with
 # ctypes. rustc comes from PATH, from rustup's ~/.cargo/bin or, as root on Debian, from the
 # distribution's package; without it assay runs the same rules in pure Python, slower.
 KERNEL := src/assay/text/libassay_text.so
 RUSTC ?= $(shell command -v rustc || ls $(HOME)/.cargo/bin/rustc 2>/dev/null)
 
-$(KERNEL): native/assay_text.rs
+$(KERNEL): $(wildcard native/assay_text/*.rs)
 	@rustc="$(RUSTC)"; \
 	if [ -z "$$rustc" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    export DEBIAN_FRONTEND=noninteractive; \
@@ -21,7 +21,7 @@ $(KERNEL): native/assay_text.rs
 	    rustc=$$(command -v rustc); \
 	fi; \
 	if [ -n "$$rustc" ]; then \
-	    $$rustc --edition 2021 -O -C strip=symbols --crate-type cdylib -o $@.tmp $< && mv $@.tmp $@; \
+	    $$rustc --edition 2021 -O -C strip=symbols --crate-type cdylib -o $@.tmp native/assay_text/lib.rs && mv $@.tmp $@; \
 	else echo "warning: no rustc: the text kernel is not built; assay runs its pure-Python rules"; fi
 
 $(BIN)/python:

@@ -1,4 +1,4 @@
-"""The compiled text kernel (``native/assay_text.rs``), loaded with ctypes when built.
+"""The compiled text kernel (the Rust crate ``native/assay_text/``), loaded with ctypes.
 
 ``make demo`` and ``make test`` build ``libassay_text.so`` beside this file with ``rustc``
 (see the Makefile); without it every caller uses the pure-Python reference modules, which
@@ -109,11 +109,11 @@ CLASSIFIED = 0x32400
 
 
 def class_table(size: int = CLASSIFIED) -> np.ndarray:
-    """The class bits of every code point (those from ``size`` on left 0)."""
+    """The class bits of the code points below ``size`` (the kernel reads 0 past the end)."""
     everything = "".join(map(chr, range(size)))
-    table = np.zeros(0x110000, dtype=np.uint32)
+    table = np.zeros(size, dtype=np.uint32)
     for bit, test in ((SPACE, str.isspace), (ALNUM, str.isalnum), (ALPHA, str.isalpha)):
-        table[:size][np.fromiter(map(test, everything), dtype=bool, count=size)] |= bit
+        table[np.fromiter(map(test, everything), dtype=bool, count=size)] |= bit
     categories = "".join(c[0] for c in map(unicodedata.category, everything))
     table[[m.start() for m in re.finditer("P", categories)]] |= P_CATEGORY
     for bit, chars in (
@@ -122,7 +122,7 @@ def class_table(size: int = CLASSIFIED) -> np.ndarray:
         (PAIR_END, {a[-1] for a, _ in _MERGE_PAIRS}), (PAIR_START, {b[0] for _, b in _MERGE_PAIRS}),
         (FINAL, SENTENCE_PUNCTUATION),
     ):  # fmt: skip
-        table[[ord(c) for c in chars if len(c) == 1]] |= bit
+        table[[ord(c) for c in chars if len(c) == 1 and ord(c) < size]] |= bit
     for bit, pattern in (
         (DOT_FOLLOWS, _dot_follows.__self__), (UPPER, re.compile(f"[{_ALPHA_UPPER}]")),
         (S_ALPHA, re.compile(f"[{_ALPHA}]")), (S_LOWER, re.compile(f"[{_ALPHA_LOWER}]")),

@@ -1,10 +1,12 @@
 """Words as the reference quality filters count them: :class:`WordSplitter`, a fast
 re-implementation of the word tokenizer datatrove uses for English, spaCy's blank ``"en"``
-tokenizer, with the per-word attributes the rule sets need.
+tokenizer, with the per-word attributes the rule sets need (:class:`WordTable`).
 
 The splitter follows spaCy's algorithm: split on whitespace, then split each chunk by
-spaCy's English rules (:mod:`.spacy_rules`). Results are memoised per whitespace-separated
-chunk, which is what makes it fast: natural text repeats its chunks.
+spaCy's English rules (:mod:`.spacy_rules`). Where the compiled kernel is built
+(:mod:`.kernel`) it splits the chunks and computes the attributes; otherwise, and for the
+few chunks the kernel leaves to them, the rules here do, memoised per chunk (natural text
+repeats its chunks). Both give the same words; the tests compare them.
 """
 
 from __future__ import annotations
