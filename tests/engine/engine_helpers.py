@@ -21,3 +21,8 @@ def read_folder(folder: Path) -> pa.Table | None:
 def write_jsonl_gz(path: Path, records: list[dict]) -> Path:
     path.write_bytes(gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in records)))
     return path
+
+
+def arrow_allocator(_: object) -> str:
+    """The allocator behind pyarrow's default memory pool in this process."""
+    return pa.default_memory_pool().backend_name

@@ -13,14 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import read_folder
+from engine_helpers import arrow_allocator, read_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from steps_for_tests import FailOn, MinChars, StripDigits
 
 from assay import Pipeline, parse_recipe, run_recipe
 from assay.engine import RunError
-from assay.engine.worker import StrictInputError
+from assay.engine.layout import Layout
+from assay.engine.local import LocalExecutor
+from assay.engine.worker import StrictInputError, WorkerContext
+from assay.io.chunks import FieldMap
 from assay.recipe import OutputSpec
 from assay.steps.dedup.exact import ExactDedup
 
@@ -86,6 +89,23 @@ def test_two_workers_give_the_same_output_as_one(corpus: Path, tmp_path: Path) -
         a = sorted((tmp_path / "w1" / folder).iterdir())
         b = sorted((tmp_path / "w2" / folder).iterdir())
         assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_workers_start_with_the_system_allocator_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def allocators() -> list[str]:
+        executor = LocalExecutor(WorkerContext([], FieldMap(), Layout(str(tmp_path)), False), workers=2)
+        try:
+            return executor.map(arrow_allocator, [0, 1, 2])
+        finally:
+            executor.close()
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    assert allocators() == ["system"] * 3
+    assert "ARROW_DEFAULT_MEMORY_POOL" not in os.environ  # the driver's environment is left as it was
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    assert allocators() == ["mimalloc"] * 3
 
 
 def test_malformed_input_is_quarantined_and_strict_stops(tmp_path: Path) -> None:

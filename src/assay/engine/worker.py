@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,26 @@ def _watch(driver: int) -> None:
 
 def run_task_in_worker(task: Task) -> dict[str, Any]:
     assert _CONTEXT is not None, "worker was not initialised"
-    return run_task(_CONTEXT, task)
+    try:
+        return run_task(_CONTEXT, task)
+    finally:
+        release_memory()
+
+
+def call_in_worker(fn: Callable[[Any], Any], item: Any) -> Any:
+    """``fn(item)`` in a worker process (a global step's map work), then
+    :func:`release_memory`."""
+    try:
+        return fn(item)
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    """Hand what a task freed back to the system, so an idle worker holds its imports and
+    models only: ``malloc_trim`` under the system allocator the local executor's workers
+    use (:mod:`assay.engine.local`), mimalloc's collection under pyarrow's default."""
+    pa.default_memory_pool().release_unused()
 
 
 def _split(table: pa.Table, step_name: str) -> tuple[pa.Table, pa.Table | None]:

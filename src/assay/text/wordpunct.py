@@ -37,11 +37,14 @@ def char_classes() -> np.ndarray:
     ``regex`` module defines them, which is what NLTK compiles its tokenizers' patterns
     with (Unicode word characters: letters, marks, decimal digits, connector punctuation
     and join controls; Python's ``re`` leaves out marks and join controls)."""
-    every = "".join(map(chr, range(0x110000)))
     table = np.full(0x110000, OTHER, dtype=np.uint8)
-    for kind, pattern in ((SPACE, r"\s+"), (WORD, r"\w+")):
-        for run in regex.finditer(pattern, every):
-            table[run.start():run.end()] = kind
+    # 64K code points at a time: a string of all of them is built from a list of 1.1M
+    # one-character strings, ~100 MB for a moment in every worker process.
+    for start in range(0, 0x110000, 1 << 16):
+        block = "".join(map(chr, range(start, start + (1 << 16))))
+        for kind, pattern in ((SPACE, r"\s+"), (WORD, r"\w+")):
+            for run in regex.finditer(pattern, block):
+                table[start + run.start():start + run.end()] = kind
     return table
 
 

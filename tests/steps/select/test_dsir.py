@@ -17,12 +17,16 @@ from assay.steps.select.dsir import (
     SMOOTHING,
     TOO_SHORT,
     Dsir,
+    batched_ngram_counts,
     kl_divergence,
     log_importance_ratio,
+    long_text_counts,
     resample,
     split_count,
+    text_batches,
 )
 from assay.steps.select.model_files import load_model
+from assay.text.wordpunct import hashed_ngram_counts
 
 # --------------------------------------------------------------------- the maths
 
@@ -83,6 +87,42 @@ def test_resampling_is_deterministic_for_a_seed_and_without_replacement() -> Non
 def test_resampling_never_draws_more_than_is_eligible() -> None:
     chosen, _ = resample(np.zeros((5, 1)), [10], np.array([True, False, True, False, False]), seed=0)
     assert chosen.tolist() == [True, False, True, False, False]
+
+
+def test_text_batches_cut_by_characters_and_keep_every_text() -> None:
+    lengths = np.array([3, 3, 3, 10, 1, 0, 2])
+    assert text_batches(lengths) == [(0, 7)]
+    assert text_batches(lengths, max_chars=8) == [(0, 2), (2, 3), (3, 4), (4, 7)]
+    assert text_batches(lengths, max_chars=3) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 7)]
+    assert text_batches(np.array([100]), max_chars=8) == [(0, 1)]
+    assert text_batches(np.zeros(0, dtype=np.int64)) == []
+
+
+TEXTS = [
+    "Der Hund, der Hund!", "", "  ", "ein Satz -- noch einer.", "x" * 40, "a b a b a b", "ü ß",
+    # Final sigma depends on what follows; İ lower-cases to two characters; marks and
+    # joiners are word characters; NBSP is a space that does not cut a long text.
+    "ΟΔΟΣ ΟΔΟΣ\tΣΟΦΟΣ\nİSTANBUL İzmir e\u0301te a\u200db\u00a0c " * 7,
+    "\n\n word...word!!  \r\n" + "abc" * 30 + " " + "é" * 25,
+]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_batched_and_long_text_counts_are_those_of_one_call(n: int) -> None:
+    whole, whole_tokens = hashed_ngram_counts(TEXTS, n, 64)
+    for max_chars, window in ((1, 1), (5, 2), (20, 3), (1000, 1 << 16)):
+        batches = [TEXTS[a:b] for a, b in text_batches(np.array([len(t) for t in TEXTS]), max_chars)]
+        sparse, n_tokens = batched_ngram_counts(batches, n, 64, max_chars)
+        for got, want in ((sparse.offsets, whole.offsets), (sparse.buckets, whole.buckets),
+                          (sparse.counts, whole.counts), (n_tokens, whole_tokens)):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+        for text in TEXTS:
+            one, tokens = hashed_ngram_counts([text], n, 64)
+            long, long_tokens = long_text_counts(text, n, 64, max_chars, window)
+            assert np.array_equal(long.offsets, one.offsets) and np.array_equal(long.buckets, one.buckets)
+            assert np.array_equal(long.counts, one.counts) and np.array_equal(long_tokens, tokens)
+    empty, tokens = batched_ngram_counts([], n, 64)
+    assert empty.num_texts == 0 and len(tokens) == 0
 
 
 # --------------------------------------------------------------------- whole runs

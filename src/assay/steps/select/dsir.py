@@ -12,12 +12,14 @@ Apply (workers): the log weight as a signal; unselected documents go to ``reject
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -93,6 +95,81 @@ def resample(
         target[picked] = t
         available[picked] = False
     return target >= 0, target
+
+
+# ------------------------------------------------------------------------ features
+
+# Texts are featurised about this many characters at a time: the tokenising kernels hold
+# ~40 bytes per character at their peak (~90 MB for a whole 2 MB shard at once, in every
+# worker). A longer text is tokenised in pieces of about this size and its n-grams are
+# counted WINDOW_TOKENS tokens at a time. A text's counts do not depend on how it is cut.
+BATCH_CHARS = 1 << 18
+WINDOW_TOKENS = 1 << 16
+# Where a long text is cut: no token spans these, and lower-casing does not look across them.
+_ASCII_SPACES = np.array([ord(c) for c in " \t\n\r\x0b\x0c"], dtype=np.uint32)
+
+
+def text_batches(lengths: np.ndarray, max_chars: int = BATCH_CHARS) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive groups of texts with these character ``lengths``, of
+    at most ``max_chars`` characters each; a longer text is a group of its own."""
+    bounds, size = [0], 0
+    for i, length in enumerate(lengths.tolist()):
+        if i > bounds[-1] and size + length > max_chars:
+            bounds.append(i)
+            size = 0
+        size += length
+    return list(pairwise([*bounds, len(lengths)])) if len(lengths) else []
+
+
+def batched_ngram_counts(
+    batches: Iterable[list[str]], n: int, num_buckets: int, max_chars: int = BATCH_CHARS
+) -> tuple[SparseCounts, np.ndarray]:
+    """:func:`~assay.text.wordpunct.hashed_ngram_counts` of the texts of ``batches`` (from
+    :func:`text_batches`), one batch at a time, a text longer than ``max_chars`` by
+    :func:`long_text_counts`, joined: the same arrays as one call on all the texts."""
+    parts = [long_text_counts(texts[0], n, num_buckets, max_chars)
+             if len(texts) == 1 and len(texts[0]) > max_chars
+             else hashed_ngram_counts(texts, n, num_buckets) for texts in batches]
+    if len(parts) <= 1:
+        return parts[0] if parts else hashed_ngram_counts([], n, num_buckets)
+    offsets, start = [np.zeros(1, dtype=np.int64)], 0
+    for sparse, _ in parts:
+        offsets.append(sparse.offsets[1:] + start)
+        start += len(sparse.buckets)
+    joined = SparseCounts(np.concatenate(offsets), np.concatenate([s.buckets for s, _ in parts]),
+                          np.concatenate([s.counts for s, _ in parts]))
+    return joined, np.concatenate([n_tokens for _, n_tokens in parts])
+
+
+def long_text_counts(
+    text: str, n: int, num_buckets: int, max_chars: int = BATCH_CHARS, window: int = WINDOW_TOKENS
+) -> tuple[SparseCounts, np.ndarray]:
+    """``hashed_ngram_counts([text], n, num_buckets)`` in memory bounded by ``max_chars``
+    and ``window``: the tokens of pieces cut at ASCII spaces about every ``max_chars``
+    characters (a piece runs on to the next such space), then the n-grams that end in
+    each ``window`` of tokens: those of the window and the n - 1 tokens before it, less
+    those of these n - 1 tokens alone."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    spaces = np.flatnonzero(np.isin(codes, _ASCII_SPACES))
+    after = np.searchsorted(spaces, np.arange(max_chars, len(codes), max_chars))
+    cuts = np.unique(spaces[after[after < len(spaces)]]).tolist()
+    del codes, spaces
+    tokens = np.concatenate([token_hashes([text[a:b]])[0] for a, b in pairwise([0, *cuts, len(text)])])
+    total = np.zeros(num_buckets, dtype=np.int64)
+    for start in range(0, len(tokens), window):
+        before = max(0, start - (n - 1))
+        total += _bucket_counts(tokens[before:start + window], n, num_buckets)
+        total -= _bucket_counts(tokens[before:start], n, num_buckets)
+    buckets = np.flatnonzero(total)
+    sparse = SparseCounts(np.array([0, len(buckets)], dtype=np.int64), buckets.astype(np.uint32),
+                          total[buckets].astype(np.uint32))
+    return sparse, np.array([len(tokens)], dtype=np.int64)
+
+
+def _bucket_counts(tokens: np.ndarray, n: int, num_buckets: int) -> np.ndarray:
+    """Bucket counts of the 1..n-grams of one run of tokens."""
+    hashes, _ = ngram_hashes(tokens, np.array([len(tokens)]), n)
+    return np.bincount((hashes % np.uint64(num_buckets)).astype(np.int64), minlength=num_buckets)
 
 
 # ------------------------------------------------------------------------ parameters
@@ -222,13 +299,12 @@ def target_counts(task: _TargetTask) -> tuple[np.ndarray, int, int]:
     """``(bucket counts, documents, tokens)`` of one target set."""
     total = np.zeros(task.num_buckets)
     docs = tokens = 0
-    for texts in iter_texts(task.examples):
-        # Only the set's totals are needed: count buckets directly, no per-document table.
-        token_ids, n_tokens = token_hashes(texts)
-        hashes, _ = ngram_hashes(token_ids, n_tokens, task.ngrams)
-        total += np.bincount((hashes % np.uint64(task.num_buckets)).astype(np.int64),
-                             minlength=task.num_buckets)
-        docs += len(texts)
+    for chunk in iter_texts(task.examples):
+        batches = text_batches(np.fromiter(map(len, chunk), np.int64, len(chunk)))
+        sparse, n_tokens = batched_ngram_counts((chunk[a:b] for a, b in batches), task.ngrams,
+                                                task.num_buckets)
+        total += sparse.total(task.num_buckets)
+        docs += len(chunk)
         tokens += int(n_tokens.sum())
     return total, docs, tokens
 
@@ -295,8 +371,12 @@ class Dsir(GlobalStep):
 
     def __call__(self, table: pa.Table) -> pa.Table:
         p = self.params
-        texts = table.column(TEXT).to_pylist()
-        sparse, n_tokens = hashed_ngram_counts(texts, p.ngrams, p.num_buckets)
+        column = table.column(TEXT)
+        lengths = pc.utf8_length(column).to_numpy(zero_copy_only=False)
+        sparse, n_tokens = batched_ngram_counts(
+            (column.slice(start, stop - start).to_pylist() for start, stop in text_batches(lengths)),
+            p.ngrams, p.num_buckets,
+        )
         offsets = pa.array(sparse.offsets.astype(np.int32))
         table = table.append_column(self._col("buckets"),
                                     pa.ListArray.from_arrays(offsets, pa.array(sparse.buckets)))
