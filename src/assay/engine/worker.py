@@ -99,27 +99,6 @@ def init_worker(context: WorkerContext, driver: int | None = None) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
-def release_free_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``), once per
-    task. glibc raises its mmap threshold after each large block is freed, so the steps'
-    per-batch numpy arrays come from the heap, and the pages they leave free would stay in
-    the worker's memory until reused: tens of MB per worker."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        return libc
-    except (OSError, AttributeError):  # not glibc: its own policy stands
-        return None
-
-
-_LIBC = _glibc()
 
 
 def _die_with(driver: int) -> None:
@@ -284,5 +263,4 @@ def run_task(ctx: WorkerContext, task: Task) -> dict[str, Any]:
         "steps": [s.to_json() for s in step_stats.values()],
     }
     write_json(layout.progress(task.stage, task.shard), report)
-    release_free_memory()
     return report
