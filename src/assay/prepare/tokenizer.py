@@ -232,12 +232,11 @@ class Encoder:
         arrays = self.encode(texts)
         lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays)) + 1
         flat = np.empty(int(lengths.sum()), dtype=self.dtype)
-        ends = np.cumsum(lengths)
-        flat[ends - 1] = self.eos_id
-        if arrays:
-            body = np.ones(flat.size, dtype=bool)
-            body[ends - 1] = False
-            flat[body] = np.concatenate(arrays)
+        end = 0
+        for a in arrays:  # no temporary copy of all tokens: a batch's memory is its text and ids
+            flat[end: end + a.size] = a
+            end += a.size + 1
+            flat[end - 1] = self.eos_id
         return flat, lengths
 
     def decode(self, ids: np.ndarray | Sequence[int]) -> str:
