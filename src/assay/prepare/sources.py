@@ -77,12 +77,11 @@ def read_batches(files: Sequence[InputFile], batching: Batching) -> Iterator[pa.
     """
     pool = pa.default_memory_pool()
     for f in files:
-        batches = _parquet_batches(f, batching) if f.format == "parquet" and f.compression is None \
-            and f.problem is None else _decoded_batches(f, batching)
-        for batch in batches:
+        direct = f.format == "parquet" and f.compression is None and f.problem is None
+        for batch in _parquet_batches(f, batching) if direct else _decoded_batches(f, batching):
             yield batch
             del batch
-            pool.release_unused()  # Arrow's allocator keeps freed batches otherwise (~10x a batch)
+            pool.release_unused()  # Arrow's allocator keeps what freed batches used otherwise
 
 
 def _parquet_batches(f: InputFile, batching: Batching) -> Iterator[pa.Table]:
@@ -113,12 +112,12 @@ def _parquet_batches(f: InputFile, batching: Batching) -> Iterator[pa.Table]:
 
 
 def _checked(table: pa.Table, url: str, first_row: int) -> pa.Table:
-    """``table`` with string columns; :class:`PrepareError` at the first null text or source."""
+    """``table`` with string columns; :class:`PrepareError` at the first null value."""
     try:
         table = table.select(COLUMNS).cast(SCHEMA)
     except (pa.ArrowException, ValueError) as exc:
         raise PrepareError(f"{url}: the id, text and source columns must be strings ({exc})") from None
-    for name in (TEXT, SOURCE):
+    for name in COLUMNS:
         column = table.column(name)
         if column.null_count:
             row = first_row + int(np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,28 @@ class Tokenized:
     lengths: np.ndarray
 
 
+@dataclass
+class _Collected:
+    """A :class:`Tokenized` being built, source by source and batch by batch."""
+
+    parts: list[tuple[Path, int]] = field(default_factory=list)
+    first: list[int] = field(default_factory=lambda: [0])
+    lengths: list[np.ndarray] = field(default_factory=list)
+    documents: int = 0
+
+    def add(self, prefix: Path, lengths: np.ndarray) -> None:
+        self.parts.append((prefix, int(lengths.size)))
+        self.lengths.append(lengths)
+        self.documents += int(lengths.size)
+
+    def end_source(self) -> None:
+        self.first.append(self.documents)
+
+    def done(self) -> Tokenized:
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+        return Tokenized(self.parts, np.array(self.first, dtype=np.int64), lengths)
+
+
 def tokenize_sources(train: Sequence[SourceDocs], held: Sequence[SourceDocs], encoder: Encoder,
                      work: Path | None, progress: Progress, log: Log,
                      encode: EncodeBatch = encode_here) -> tuple[Tokenized, Tokenized]:
@@ -57,51 +79,36 @@ def tokenize_sources(train: Sequence[SourceDocs], held: Sequence[SourceDocs], en
     under ``work`` (none when it is None: a dry run keeps only the lengths). A batch with a
     progress report is not tokenized again: its lengths are read from its work files."""
     held_of = {h.name: h for h in held}
-    splits: dict[str, tuple[list[tuple[Path, int]], list[np.ndarray], list[int]]] = {
-        TOKENS: ([], [], [0]), layout.HELDOUT: ([], [], [0])}
+    out = {TOKENS: _Collected(), layout.HELDOUT: _Collected()}
     for i, s in enumerate(train):
         h = held_of.get(s.name)
-        members = [(TOKENS, s), *([(layout.HELDOUT, h)] if h is not None else [])]
-        counts = {folder: 0 for folder, _ in members}
+        members = {TOKENS: s, **({layout.HELDOUT: h} if h is not None else {})}
         n_tokens = 0
         for k, (start, table) in enumerate(s.index.batches()):
-            stop = start + table.num_rows
-            rows = {folder: docs.within(start, stop) for folder, docs in members}
-            if not any(r.size for r in rows.values()):
+            rows = {folder: docs.within(start, start + table.num_rows) for folder, docs in members.items()}
+            rows = {folder: picked for folder, picked in rows.items() if picked.size}
+            if not rows:
                 continue
             unit = f"{i:03d}-{k:05d}"
             finished = progress.done(f"tokenize/{unit}") is not None
-            report: dict[str, int] = {}
             for folder, picked in rows.items():
-                if not picked.size:
-                    continue
                 prefix = work / folder / unit if work is not None else Path(unit)
                 if finished:
-                    index = parse_index(prefix.with_name(f"{unit}.idx").read_bytes())
-                    lengths = index.lengths.astype(np.int64)
+                    lengths = parse_index(prefix.with_name(f"{unit}.idx").read_bytes()).lengths
                 else:
                     flat, lengths = encode(encoder, table.column(TEXT).take(pa.array(picked)))
                     if work is not None:
                         writer = TokenWriter(prefix, encoder.dtype)
                         writer.write(flat, lengths)
                         writer.close()
-                parts, all_lengths, _ = splits[folder]
-                parts.append((prefix, int(picked.size)))
-                all_lengths.append(lengths)
-                counts[folder] += int(picked.size)
-                report[folder] = int(picked.size)
+                out[folder].add(prefix, lengths.astype(np.int64))
                 n_tokens += int(lengths.sum()) if folder == TOKENS else 0
             if not finished:
-                progress.record(f"tokenize/{unit}", report)
-        for folder, _ in members:
-            first = splits[folder][2]
-            first.append(first[-1] + counts[folder])
+                progress.record(f"tokenize/{unit}", {folder: int(p.size) for folder, p in rows.items()})
+        for folder in members:
+            out[folder].end_source()
         log(f"source {s.name}: {n_tokens:,} tokens ({encoder.engine})")
-    out = []
-    for parts, lengths, first in splits.values():
-        out.append(Tokenized(parts, np.array(first, dtype=np.int64),
-                             np.concatenate(lengths) if lengths else np.zeros(0, np.int64)))
-    return out[0], out[1]
+    return out[TOKENS].done(), out[layout.HELDOUT].done()
 
 
 class WorkTokens:
@@ -112,12 +119,12 @@ class WorkTokens:
     def __init__(self, tokenized: Tokenized, dtype: np.dtype) -> None:
         self.prefixes = [prefix for prefix, _ in tokenized.parts]
         counts = np.array([n for _, n in tokenized.parts], dtype=np.int64)
-        self.part_first = np.cumsum(counts) - counts  # first document of each part
+        part_first = np.cumsum(counts) - counts  # each part's first document
         lengths = tokenized.lengths
         starts = np.cumsum(lengths) - lengths
-        part_of = np.repeat(np.arange(counts.size), counts)
-        self.part_of = part_of.astype(np.int32)
-        self.local_start = starts - starts[self.part_first][part_of] if lengths.size else starts
+        self.part_of = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+        # Where each document starts in its part's file.
+        self.local_start = starts - starts[part_first][self.part_of] if lengths.size else starts
         self.dtype = np.dtype(dtype).newbyteorder("<")
 
     def gather(self, pieces: Pieces) -> np.ndarray:
