@@ -174,6 +174,12 @@ def test_what_cannot_be_resumed_is_refused(tmp_path: Path, curated: Path,
         assert "Traceback" not in refused.output
         assert files_of(out) == left  # the earlier run's work is kept for its own resume
 
+    work = sorted((out / "_work" / "tokens").glob("*.idx"))[0]
+    work.rename(work.with_suffix(".gone"))
+    broken = runner.invoke(app, ["prepare", str(recipe), "--resume"])
+    assert broken.exit_code == 2 and "work file of a finished batch is missing" in broken.output
+    work.with_suffix(".gone").rename(work)
+
     # The same command again finishes it too (as `assay run` does); a finished one has nothing to resume.
     again = runner.invoke(app, ["prepare", str(recipe)])
     assert again.exit_code == 0, again.output

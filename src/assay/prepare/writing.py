@@ -23,8 +23,8 @@ from assay.prepare.mixture import Draw
 from assay.prepare.packing import REST, Pieces, decompose, gather, windows
 from assay.prepare.progress import Progress
 from assay.prepare.recipe import PrepareRecipe
-from assay.prepare.shards import TokenWriter, parse_index
-from assay.prepare.sources import Log, SourceDocs, rng_for
+from assay.prepare.shards import FormatError, TokenWriter, parse_index
+from assay.prepare.sources import Log, PrepareError, SourceDocs, rng_for
 from assay.prepare.tokenizer import Encoder
 
 GATHER_TOKENS = 1 << 22  # tokens gathered per block when writing shards
@@ -94,7 +94,7 @@ def tokenize_sources(train: Sequence[SourceDocs], held: Sequence[SourceDocs], en
             for folder, picked in rows.items():
                 prefix = work / folder / unit if work is not None else Path(unit)
                 if finished:
-                    lengths = parse_index(prefix.with_name(f"{unit}.idx").read_bytes()).lengths
+                    lengths = _finished_lengths(prefix)
                 else:
                     flat, lengths = encode(encoder, table.column(TEXT).take(pa.array(picked)))
                     if work is not None:
@@ -109,6 +109,15 @@ def tokenize_sources(train: Sequence[SourceDocs], held: Sequence[SourceDocs], en
             out[folder].end_source()
         log(f"source {s.name}: {n_tokens:,} tokens ({encoder.engine})")
     return out[TOKENS].done(), out[layout.HELDOUT].done()
+
+
+def _finished_lengths(prefix: Path) -> np.ndarray:
+    """The lengths in the work file of a batch an earlier run finished."""
+    try:
+        return parse_index(prefix.with_name(f"{prefix.name}.idx").read_bytes()).lengths
+    except (OSError, FormatError) as exc:
+        raise PrepareError(f"{prefix}.idx: the work file of a finished batch is missing or broken ({exc}); "
+                           "use --overwrite to start over") from None
 
 
 class WorkTokens:
