@@ -12,12 +12,15 @@ reads), with one byte-level BPE that assay trains once on a 16 MB seeded sample 
 - ``datatrove``: ``DocumentTokenizer`` (its own venv, ``workers`` processes over the
   shards, EOS appended, documents shuffled), the whole process timed.
 
+With ``--baseline-src DIR``, ``assay-base`` is the same ``assay prepare`` job run with the
+code in ``DIR`` (e.g. the main branch's ``src``), for a before/after comparison.
+
 Each job runs under the harness's ``measure.py`` (wall, CPU, peak PSS), interleaved,
 ``--reps`` times. Prints median MB/s of text, the ratios, the load average, and whether the
 ids agree (tiktoken vs tokenizers: a hash of every document's ids; token totals of all).
 
 usage: python bench/tokenize_throughput.py [--reps 3] [--workers 2] [--vocab 32768] [--limit-mb 0]
-                                          [--assay-hf]
+                                          [--assay-hf] [--baseline-src ../main/src]
 env:   BENCH_HOME (default ~/.cache/assay-bench), SHARED (default ../shared)
 """
 
@@ -170,6 +173,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32768)
     parser.add_argument("--limit-mb", type=float, default=0.0, help="the first MB of the corpus (0: all)")
     parser.add_argument("--assay-hf", action="store_true", help="also run assay with the tokenizers engine")
+    parser.add_argument("--baseline-src", help="also run assay prepare with the code in this src folder")
+    parser.add_argument("--assay-only", action="store_true",
+                        help="with --baseline-src: run only assay and assay-base (before/after, more reps)")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -195,12 +201,18 @@ def main() -> None:
     results = results_dir / "runs.jsonl"
     me = str(ROOT / "bench" / "tokenize_throughput.py")
     common = ["--workers", str(args.workers), "--job"]
-    names = ["tiktoken", "hf", "assay", *(["assay-hf"] if args.assay_hf else []), "datatrove"]
+    names = ["tiktoken", "hf", "assay", *(["assay-base"] if args.baseline_src else []),
+             *(["assay-hf"] if args.assay_hf else []), "datatrove"]
+    if args.assay_only:
+        if not args.baseline_src:
+            parser.error("--assay-only compares with --baseline-src")
+        names = ["assay", "assay-base"]
 
     def command(name: str, out: Path) -> list[str]:
         python = peer_python("datatrove") if name == "datatrove" else sys.executable
         source = curated if name.startswith("assay") else shards
-        return [python, me, *common, name, "--args", str(source), str(tokenizer), str(out)]
+        job = "assay" if name == "assay-base" else name
+        return [python, me, *common, job, "--args", str(source), str(tokenizer), str(out)]
 
     os.environ["RAYON_NUM_THREADS"] = str(args.workers)  # tokenizers' thread pool, as many as the others
     runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -208,10 +220,20 @@ def main() -> None:
         for name in names:
             out = BENCH / "work" / tag / name / f"r{rep}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            record = measure(name, results, counted, command(name, out))
+            env = os.environ.copy()
+            if name == "assay-base":
+                os.environ["PYTHONPATH"] = str(Path(args.baseline_src).resolve())
+            try:
+                record = measure(name, results, counted, command(name, out))
+            finally:
+                os.environ.clear()
+                os.environ.update(env)
             runs[name].append(record)
             print_record(rep, name, record)
     text_bytes = runs["assay"][0]["job"]["bytes"]
+    if args.assay_only:
+        _before_after(runs, text_bytes, results_dir)
+        return
 
     def mb_s(name: str, key: str | None = None) -> float:
         return statistics.median(text_bytes / 1e6 / (r["job"][key] if key else r["wall_s"])
@@ -221,6 +243,9 @@ def main() -> None:
              "hf (encode call)": mb_s("hf", "encode_s"),
              "assay (whole process)": mb_s("assay"), "assay (tokenize stage)": mb_s("assay", "tokenize_s"),
              "datatrove (whole process)": mb_s("datatrove")}
+    if args.baseline_src:
+        speed["assay-base (whole process)"] = mb_s("assay-base")
+        speed["assay-base (tokenize stage)"] = mb_s("assay-base", "tokenize_s")
     if args.assay_hf:
         speed["assay-hf (whole process)"] = mb_s("assay-hf")
         speed["assay-hf (tokenize stage)"] = mb_s("assay-hf", "tokenize_s")
@@ -233,6 +258,8 @@ def main() -> None:
                "assay_over_direct": speed["assay (whole process)"] / direct,
                "assay_stage_over_direct": speed["assay (tokenize stage)"] / direct,
                "assay_over_datatrove": speed["assay (whole process)"] / speed["datatrove (whole process)"],
+               "assay_over_baseline": (speed["assay (whole process)"] / speed["assay-base (whole process)"]
+                                       if args.baseline_src else None),
                "tiktoken_ids_equal_tokenizers_ids": same_ids, "tokens_incl_eos": tokens,
                "median_cpu_s": {n: statistics.median(r["cpu_s"] for r in runs[n]) for n in names},
                "median_peak_pss_mb": {n: statistics.median(r["peak_tree_pss_mb"] for r in runs[n])
@@ -244,9 +271,30 @@ def main() -> None:
         print(f"| {label} | {value:,.2f} |")
     print(f"\nassay whole process / fastest direct encoder: {summary['assay_over_direct']:.1%} "
           f"(tokenize stage: {summary['assay_stage_over_direct']:.1%}); assay / datatrove: "
-          f"{summary['assay_over_datatrove']:.1f}x; tiktoken ids == tokenizers ids on every document: "
+          f"{summary['assay_over_datatrove']:.1f}x; "
+          + (f"assay / assay-base (before): {summary['assay_over_baseline']:.3f}; "
+             if args.baseline_src else "")
+          + f"tiktoken ids == tokenizers ids on every document: "
           f"{same_ids}; "
           f"tokens incl. EOS {tokens}; {args.workers} workers, median of {args.reps}, load average "
+          f"{min(loads):.1f}-{max(loads):.1f}. Results: {results_dir}")
+
+
+def _before_after(runs: dict[str, list[dict]], text_bytes: int, results_dir: Path) -> None:
+    """Medians of assay and assay-base (the baseline code) and their ratios."""
+    summary = {name: {"mb_per_s": statistics.median(text_bytes / 1e6 / r["wall_s"] for r in rs),
+                      "cpu_s": statistics.median(r["cpu_s"] for r in rs),
+                      "peak_pss_mb": statistics.median(r["peak_tree_pss_mb"] for r in rs),
+                      "tokens": rs[0]["job"]["tokens"]} for name, rs in runs.items()}
+    loads = [r["load_start"] for rs in runs.values() for r in rs]
+    (results_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("\n| job | MB/s (median) | CPU s | peak PSS MB |\n|---|---|---|---|")
+    for name, row in summary.items():
+        print(f"| {name} | {row['mb_per_s']:,.2f} | {row['cpu_s']:.1f} | {row['peak_pss_mb']:,.0f} |")
+    new, old = summary["assay"], summary["assay-base"]
+    print(f"\nassay / assay-base: throughput {new['mb_per_s'] / old['mb_per_s']:.3f}, CPU "
+          f"{new['cpu_s'] / old['cpu_s']:.3f}, peak PSS {new['peak_pss_mb'] / old['peak_pss_mb']:.3f}; "
+          f"same tokens: {new['tokens'] == old['tokens']}; median of {len(runs['assay'])}, load average "
           f"{min(loads):.1f}-{max(loads):.1f}. Results: {results_dir}")
 
 

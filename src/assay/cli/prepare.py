@@ -25,6 +25,8 @@ def prepare_command(
     overwrite: Annotated[bool, typer.Option(help="replace the shards in an output folder assay wrote")]
     = False,
     dry_run: Annotated[bool, typer.Option(help="tokenize and plan the mixture, write no shards")] = False,
+    resume: Annotated[bool, typer.Option(help="finish a prepare that stopped part-way in the same output")]
+    = False,
     samples: Annotated[int, typer.Option(help="documents to decode with --inspect")] = 2,
     seed: Annotated[int, typer.Option(help="seed of the --inspect sample")] = 0,
     executor: Annotated[ExecutorKind, typer.Option(
@@ -37,6 +39,8 @@ def prepare_command(
     `assay prepare RECIPE` writes the shards; `assay prepare --inspect SHARDS` prints tokens
     per source, phase and bucket, and decodes a sample. With `--executor ray` the sources
     are tokenized by Ray tasks (the mixture is drawn here); the shards are the same bytes.
+    A prepare killed part-way is finished by `--resume` (or the same command again): the
+    shards are byte-identical to an uninterrupted run's.
 
     Example: assay prepare examples/prepare.yaml
     """
@@ -50,7 +54,8 @@ def prepare_command(
     if address is not None and executor != ExecutorKind.ray:
         raise fail("--address needs the ray executor (--executor ray)")
     ray = RaySettings(address or "auto") if executor == ExecutorKind.ray else None
-    result = prepare(spec, force=force, overwrite=overwrite, dry_run=dry_run, log=console.print, ray=ray)
+    result = prepare(spec, force=force, overwrite=overwrite, resume=resume, dry_run=dry_run,
+                     log=console.print, ray=ray)
     m = result.manifest
     for name, s in m["sources"].items():
         console.print(f"{name}: {s['tokens']:,} tokens of {s['unique_tokens']:,} unique, "

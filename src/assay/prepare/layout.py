@@ -11,6 +11,8 @@
       documents/heldout.parquet, concat/heldout/..., decompose/heldout/...
                                                      the held-out split (``heldout`` in the recipe),
                                                      laid out as a phase; never trained on
+      _work/, _progress/                             while it runs: the tokenized batches and the
+                                                     reports ``--resume`` reads (:mod:`.progress`)
       .assay-output, .assay-lock                     the ownership marker and the one-writer lock
 """
 
@@ -24,9 +26,10 @@ from assay.prepare.packing import REST
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 WORK = "_work"
+PROGRESS = "_progress"
 HELDOUT = "heldout"  # the held-out split's folder name and its name for the reader
 # Everything prepare writes at the top of its output: ``--overwrite`` deletes these and nothing else.
-NAMES = (MANIFEST, TOKENIZER, "documents", "concat", "decompose", WORK, "report.html")
+NAMES = (MANIFEST, TOKENIZER, "documents", "concat", "decompose", WORK, PROGRESS, "report.html")
 
 
 def phase_dir(p: int | None, name: str) -> str:

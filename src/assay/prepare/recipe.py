@@ -17,6 +17,7 @@ reported as ``FILE:LINE: message`` before any work starts.
         - {name: anneal, fraction: 0.15, weights: {udhr: 1.0}}
     packing: {method: both, context: 2048}
     heldout: {fraction: 0.01}                   # or heldout: 0.01
+    batch_mb: 16                                # text held at a time (and batch_rows: 65536)
 
 ``input: out/dedup`` instead of ``mixture`` tokenizes every document of that output once.
 """
@@ -131,6 +132,8 @@ class PrepareRecipe(_Strict):
     packing: PackingSpec = Field(default_factory=PackingSpec)
     skip_empty: bool = Field(False, description="skip empty documents instead of refusing them")
     heldout: HeldoutSpec = Field(default_factory=HeldoutSpec, description="the held-out split")
+    batch_rows: int = Field(65_536, ge=1, description="documents read and tokenized at a time, at most")
+    batch_mb: float = Field(16.0, gt=0, description="MB of text read and tokenized at a time, about")
     source: str = Field("<python>", exclude=True, description="the recipe file, for messages")
 
     @field_validator("heldout", mode="before")
