@@ -33,3 +33,14 @@ unsafe fn slice_mut<'a, T>(ptr: *mut T, len: i64) -> &'a mut [T] {
         std::slice::from_raw_parts_mut(ptr, len as usize)
     }
 }
+
+/// The texts `cp[starts[t]..starts[t + 1]]` of a batch: the bounds and all code points.
+unsafe fn batch<'a>(cp: *const u32, starts: *const i64, n_texts: i64) -> (&'a [i64], &'a [u32]) {
+    let bounds = slice(starts, n_texts + 1);
+    let total = if n_texts > 0 {
+        bounds[n_texts as usize]
+    } else {
+        0
+    };
+    (bounds, slice(cp, total))
+}

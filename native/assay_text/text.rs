@@ -1,7 +1,7 @@
 //! Entry points over the texts of a batch: words, their attributes, sentences, lines.
 
 use crate::rules::*;
-use crate::{slice, slice_mut};
+use crate::{batch, slice, slice_mut};
 
 /// Split the documents `cp[doc_starts[d]..doc_starts[d + 1]]` into words: one entry per
 /// word (its start in `cp` and length) or per complex chunk (`complex` = 1, the whole
@@ -20,13 +20,7 @@ pub unsafe extern "C" fn assay_split_words(
     cap: i64,
     doc_entries: *mut i64,
 ) -> i64 {
-    let bounds = slice(doc_starts, n_docs + 1);
-    let total = if n_docs > 0 {
-        bounds[n_docs as usize]
-    } else {
-        0
-    };
-    let cp = slice(cp, total);
+    let (bounds, cp) = batch(cp, doc_starts, n_docs);
     let rules = &*rules;
     let starts = slice_mut(out_start, cap);
     let lens = slice_mut(out_len, cap);
@@ -132,13 +126,7 @@ pub unsafe extern "C" fn assay_count_sentences(
     rules: *const Rules<'static>,
     out: *mut i64,
 ) {
-    let bounds = slice(text_starts, n_texts + 1);
-    let total = if n_texts > 0 {
-        bounds[n_texts as usize]
-    } else {
-        0
-    };
-    let cp = slice(cp, total);
+    let (bounds, cp) = batch(cp, text_starts, n_texts);
     let rules = &*rules;
     let out = slice_mut(out, n_texts);
     let mut tokens: Vec<(usize, usize)> = Vec::new();
@@ -223,13 +211,7 @@ pub unsafe extern "C" fn assay_line_marks(
     out_bullets: *mut i64,
     out_ellipses: *mut i64,
 ) {
-    let bounds = slice(text_starts, n_texts + 1);
-    let total = if n_texts > 0 {
-        bounds[n_texts as usize]
-    } else {
-        0
-    };
-    let cp = slice(cp, total);
+    let (bounds, cp) = batch(cp, text_starts, n_texts);
     let rules = &*rules;
     let lines = slice_mut(out_lines, n_texts);
     let bullets = slice_mut(out_bullets, n_texts);

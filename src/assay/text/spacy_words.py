@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import chain, repeat
 
 import numpy as np
@@ -150,7 +151,7 @@ class WordSplitter:
         self._complex: dict[str, tuple[int, ...]] = {}  # chunks the kernel left to the rules
         self._vocab: dict[str, int] = {}
         self._words: list[str] = []
-        self._table = np.zeros((len(_ATTRS), 1 << 16), dtype=np.int64)
+        self._table = np.zeros((len(_ATTRS), 1 << 10), dtype=np.int64)  # grows as needed
         self._rows = 0
 
     # -- vocabulary ------------------------------------------------------------------
@@ -429,7 +430,7 @@ def _word_attributes(words: list[str]) -> np.ndarray:
     position = np.arange(len(chars)) - np.repeat(starts, lengths)  # within its word
     out = np.empty((len(_ATTRS), len(words)), dtype=np.int64)
     out[0] = lengths
-    out[1] = np.logical_and.reduceat(_PUNCTUATION_TABLE[chars], starts)
+    out[1] = np.logical_and.reduceat(_punctuation_table()[chars], starts)
     out[2] = [w.isalpha() or any(map(str.isalpha, w)) for w in words]
     values = chars.astype(np.int64) + 1
     for k, p in enumerate(PRIMES):
@@ -440,8 +441,13 @@ def _word_attributes(words: list[str]) -> np.ndarray:
     return out
 
 
-_PUNCTUATION_TABLE = np.zeros(0x110000, dtype=bool)
-_PUNCTUATION_TABLE[[ord(c) for c in PUNCTUATION_SET]] = True
+@cache
+def _punctuation_table() -> np.ndarray:
+    """Whether each code point is in the punctuation set (built on first use: only the
+    reference path needs it)."""
+    table = np.zeros(0x110000, dtype=bool)
+    table[[ord(c) for c in PUNCTUATION_SET]] = True
+    return table
 
 
 def _sentence_step(tokens: Sequence[str]) -> tuple[int, bool, int, bool]:
