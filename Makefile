@@ -21,7 +21,7 @@ $(KERNEL): $(wildcard native/assay_text/*.rs)
 	    rustc=$$(command -v rustc); \
 	fi; \
 	if [ -n "$$rustc" ]; then \
-	    $$rustc --edition 2021 -O -C strip=symbols --crate-type cdylib -o $@.tmp native/assay_text/lib.rs && mv $@.tmp $@; \
+	    $$rustc --edition 2021 -O -C strip=symbols --crate-type cdylib -C panic=abort -o $@.tmp native/assay_text/lib.rs && mv $@.tmp $@; \
 	else echo "warning: no rustc: the text kernel is not built; assay runs its pure-Python rules"; fi
 
 $(BIN)/python:

@@ -58,6 +58,19 @@ def test_word_tables_equal_the_reference() -> None:
     assert 0 < len(splitter._complex) < 0.05 * chunks
 
 
+def test_long_and_odd_chunks_equal_the_reference() -> None:
+    # Chunks far longer than any word, runs of affixes and dots, lone surrogates and the last
+    # code point: the same words, and no crash (a panic would abort the worker).
+    texts = [
+        "x" * 200_000, "." * 50_000, "\ud800" * 1000 + " \ud800x.", "\U0010ffff" * 100, "a-" * 50_000,
+        "(" * 30_000 + "a" + ")" * 30_000, "1." * 40_000, "http://" + "a." * 20_000 + "com",
+    ]
+    compiled = WordSplitter().kernel_table(texts)
+    reference = WordSplitter().reference_table(texts)
+    for field in ("counts", "length", "symbol", "alpha", "h", "hs"):
+        assert np.array_equal(getattr(compiled, field), getattr(reference, field)), field
+
+
 def test_word_counts_and_line_marks_equal_the_reference() -> None:
     from assay.steps.filters.gopher_quality import _line_marks
 
