@@ -4,11 +4,12 @@
 (see the Makefile); without it every caller uses the pure-Python reference modules, which
 the tests compare the kernel against. ``ASSAY_PURE_PYTHON=1`` turns the kernel off.
 
-The kernel splits words only where spaCy's English tokenizer takes its shortcut (see
-:func:`.spacy_rules.split_chunk`) and marks every other whitespace-separated chunk as
-complex; :func:`split_words` splits those with the reference rules. The rules' string sets
-(exceptions, merge pairs, units) reach the kernel as sorted FNV-1a hashes: a collision can
-only send a chunk to the reference rules.
+The kernel applies spaCy's English rules (:func:`.spacy_rules.split_chunk`) itself; it
+calls back into Python for spaCy's URL pattern on the strings that may be URLs, and marks
+as complex the few chunks whose tokens spaCy would re-merge (an exception the affix rules
+split), which :class:`.spacy_words.WordSplitter` splits with the reference rules. The
+exceptions and units reach the kernel as strings sorted by FNV-1a hash and compared after a
+hash match; the merge pairs as hashes alone, so a collision only marks a chunk complex.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ LIBRARY = Path(__file__).with_name("libassay_text.so")
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
-_U32F = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _N = ctypes.c_int64
@@ -68,7 +68,7 @@ def _load() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(LIBRARY))
     lib.assay_split_words.restype = _N
     lib.assay_rules_new.restype = ctypes.c_void_p
-    lib.assay_rules_new.argtypes = [_U32F, _N, ctypes.c_void_p, _I64, _N, _U64, _N, _URL_MATCH]
+    lib.assay_rules_new.argtypes = [_U32, _N, ctypes.c_void_p, _I64, _N, _U64, _N, _URL_MATCH]
     lib.assay_split_words.argtypes = [_U32, _I64, _N, ctypes.c_void_p, _I64, _I32, _U8, _N, _I64]
     lib.assay_word_attributes.restype = None
     lib.assay_word_attributes.argtypes = [_U32, _N, ctypes.c_void_p, _I64, _I32, _N, _U8, _U8, _I32, _I32]

@@ -20,7 +20,7 @@ from itertools import chain, repeat
 import numpy as np
 
 from assay.text import kernel
-from assay.text.ngram_hashes import PRIMES, power_table
+from assay.text.ngram_hashes import BASES, PRIMES, power_table
 from assay.text.spacy_rules import EXCEPTIONS, is_punct, split_chunk
 from assay.text.tables import PUNCTUATION_SET, SENTENCE_PUNCTUATION
 
@@ -107,18 +107,21 @@ def _concatenate(parts: Sequence[WordTable]) -> WordTable:
 
 def word_hashes(word: str) -> tuple[int, int]:
     """The polynomial hashes (one per prime) of ``word``, as ``WordTable.h`` holds them."""
-    out = []
-    for p, b in zip(PRIMES, (pow(2, 32, PRIMES[0]), pow(2, 32, PRIMES[1])), strict=True):
-        out.append(sum((ord(c) + 1) * pow(b, k, p) for k, c in enumerate(word)) % p)
-    return out[0], out[1]
+    h1, h2 = (sum((ord(c) + 1) * pow(b, k, p) for k, c in enumerate(word)) % p
+              for p, b in zip(PRIMES, BASES, strict=True))  # fmt: skip
+    return h1, h2
 
 
 class WordSplitter:
     """Words of a text as datatrove's English word tokenizer (spaCy ``blank("en")``) gives them.
 
-    Every word gets an integer id in a per-process vocabulary, with per-id attributes kept
-    in numpy arrays (length, symbol-only, contains a letter, hashes), so the
-    quality signals are vectorised sums over ids. Whitespace-separated chunks get ids too
+    The rule sets ask for :class:`WordTable` s (:meth:`batch_table`, :meth:`word_counts`),
+    kept for recent texts so that steps run one after the other on a batch split each text
+    once; the compiled kernel builds them where it is loaded. The reference path below
+    (:meth:`batch_word_ids`) works as follows. Every word gets an integer id in a
+    per-process vocabulary, with per-id attributes kept in numpy arrays (length,
+    symbol-only, contains a letter, hashes), so the quality signals are vectorised sums
+    over ids. Whitespace-separated chunks get ids too
     and are split once: the memo maps a chunk to its id, and numpy arrays map a chunk id
     to its word ids, so the words of a batch of texts come from one dictionary look-up
     per chunk and a few array operations. The memo is dropped when it grows past
@@ -282,15 +285,7 @@ class WordSplitter:
         todo = np.flatnonzero(counts < 0)
         if len(todo):
             new = [texts[i] for i in todo.tolist()]
-            cp, doc_starts = kernel.code_points(new)
-            starts, lengths, complex_, entries = kernel.split(cp, doc_starts)
-            words = np.ones(len(lengths), dtype=np.int64)
-            where = np.flatnonzero(complex_)
-            if len(where):  # chunks left to the reference rules: count their tokens
-                joined = "".join(new)
-                words[where] = [len(self._token_lengths(joined[a : a + n]))
-                                for a, n in zip(starts[where].tolist(), lengths[where].tolist(),
-                                                strict=True)]  # fmt: skip
+            _, _, _, words, entries = self._kernel_split(new)
             doc_of_entry = np.repeat(np.arange(len(new)), entries)
             counts[todo] = np.bincount(doc_of_entry, weights=words, minlength=len(new))
         return counts
@@ -319,16 +314,27 @@ class WordSplitter:
     def kernel_table(self, texts: Sequence[str]) -> WordTable:
         """The :class:`WordTable` of ``texts`` by the compiled kernel (not cached); chunks
         it leaves to the reference rules are split by them."""
-        joined = "".join(texts)
+        cp, starts, lengths, words_per_entry, entries = self._kernel_split(texts)
+        doc_of_entry = np.repeat(np.arange(len(texts)), entries)
+        counts = np.bincount(doc_of_entry, weights=words_per_entry, minlength=len(texts))
+        symbol, alpha, h, hs = kernel.word_attributes(cp, starts, lengths)
+        return WordTable(counts.astype(np.int64), lengths, symbol, alpha, h, hs)
+
+    def _kernel_split(
+        self, texts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernel's split of ``texts`` with its complex chunks split by the reference
+        rules: ``(code points, word starts, word lengths, words per kernel entry, kernel
+        entries per text)``."""
         cp, doc_starts = kernel.code_points(texts)
         starts, lengths, complex_, entries = kernel.split(cp, doc_starts)
         words_per_entry = np.ones(len(starts), dtype=np.int64)
         where = np.flatnonzero(complex_)
         if len(where):
             # The kernel left these chunks to the reference rules: each becomes its tokens.
-            chunk_starts = starts[where].tolist()
-            pieces = [self._token_lengths(joined[a : a + n])
-                      for a, n in zip(chunk_starts, lengths[where].tolist(), strict=True)]  # fmt: skip
+            joined = "".join(texts)
+            spans = zip(starts[where].tolist(), lengths[where].tolist(), strict=True)
+            pieces = [self._token_lengths(joined[a : a + n]) for a, n in spans]
             sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
             words_per_entry[where] = sizes
             entry = np.repeat(np.arange(len(starts)), words_per_entry)
@@ -342,11 +348,7 @@ class WordSplitter:
             starts, lengths = starts[entry], lengths[entry]
             starts[positions] += within
             lengths[positions] = token_lengths
-        doc_of_entry = np.repeat(np.arange(len(texts)), entries)
-        counts = np.bincount(doc_of_entry, weights=words_per_entry, minlength=len(texts))
-        counts = counts.astype(np.int64)
-        symbol, alpha, h, hs = kernel.word_attributes(cp, starts, lengths)
-        return WordTable(counts, lengths, symbol, alpha, h, hs)
+        return cp, starts, lengths, words_per_entry, entries
 
     def _token_lengths(self, chunk: str) -> tuple[int, ...]:
         """Characters of each token of a chunk by the reference rules (memoised)."""

@@ -305,11 +305,11 @@ def _scan_exact(
     return total
 
 
-def ngram_chars(words: WordTable, compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ngram_chars(words: WordTable) -> tuple[np.ndarray, np.ndarray]:
     """``(top, dup)``: :func:`top_ngram_chars` for ``TOP_NGRAMS`` and
     :func:`duplicate_ngram_chars` for ``DUP_NGRAMS`` of each document of ``words``, by the
-    compiled kernel when it is built (``compiled=None``) or asked for, else by numpy."""
-    if compiled if compiled is not None else kernel.available():
+    compiled kernel when it is built, else by numpy."""
+    if kernel.available():
         return kernel.repetition(words.length, words.h, words.hs, words.doc_starts, TOP_NGRAMS, DUP_NGRAMS)
     # Many documents at once, in slices of about _SLICE_WORDS words: enough for numpy to
     # run at full speed, few enough to keep the dozens of temporary arrays per word small.
