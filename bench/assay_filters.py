@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import sys
 
-from assay import Pipeline
-from assay.recipe import OutputSpec
-from assay.steps.filters.c4 import C4Quality
-from assay.steps.filters.fineweb import FineWebQuality
-from assay.steps.filters.gopher_quality import GopherQuality
-from assay.steps.filters.gopher_repetition import GopherRepetition
-
 
 def main() -> None:
+    # Imported here, not at the top: each spawned worker runs this script's top level again
+    # (see docs/python-api.md), and needs none of it.
+    from assay import Pipeline
+    from assay.recipe import OutputSpec
+    from assay.steps.filters.c4 import C4Quality
+    from assay.steps.filters.fineweb import FineWebQuality
+    from assay.steps.filters.gopher_quality import GopherQuality
+    from assay.steps.filters.gopher_repetition import GopherRepetition
+
     shards, out = sys.argv[1], sys.argv[2]
     workers = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     pipeline = Pipeline(

@@ -1,6 +1,6 @@
 //! assay's compiled text kernel, for `assay.text.kernel` (loaded with ctypes): spaCy-exact
-//! English words with the attributes the quality rules need, sentence counts, line marks
-//! and Gopher's n-gram repetition counts over a batch of documents.
+//! English words with the attributes the quality rules need, sentence counts, line marks,
+//! Gopher's repeated lines and n-gram counts and C4's line cleaning over a batch of documents.
 //!
 //! The pure-Python modules of `assay/text/` and `steps/filters/` are the reference; the
 //! kernel computes the same numbers faster and without a memo of every chunk seen. A chunk
@@ -11,6 +11,8 @@
 //! No dependencies (no crates registry is needed to build it): `rustc --edition 2021 -O
 //! --crate-type cdylib lib.rs`. Written for Rust 1.63 (Debian 12's rustc).
 
+pub mod c4;
+pub mod lines;
 pub mod ngrams;
 pub mod rules;
 pub mod split;

@@ -3,20 +3,29 @@
 use crate::rules::{B, P};
 use crate::{slice, slice_mut};
 
-/// One slot of `Table`: a key, the generation that wrote it, a count and a first position.
+/// One slot of `Table`: a key (0: empty), a count and a first position; 16 bytes, so that
+/// a document's table stays in cache.
 #[derive(Clone, Copy, Default)]
 struct Slot {
     key: u64,
-    stamp: u32,
     count: u32,
     first: u32,
 }
 
-/// An open-addressing hash table from window keys (already hashes) to a count and a first
-/// position, emptied in O(1) between uses by a generation stamp.
+/// Where a key goes first in a table of `mask + 1` slots.
+fn home(key: u64, mask: usize) -> usize {
+    (key.wrapping_mul(0x9E3779B97F4A7C15) >> 20) as usize & mask
+}
+
+/// Room for `n` keys at most half full: the table's size, a power of two.
+fn size_for(n: usize) -> usize {
+    (2 * n).next_power_of_two().max(16)
+}
+
+/// An open-addressing hash table from window keys (already hashes, below 2**62, stored
+/// plus one so that 0 marks an empty slot) to a count and a first position.
 struct Table {
     slots: Vec<Slot>,
-    stamp: u32,
     mask: usize,
 }
 
@@ -24,40 +33,74 @@ impl Table {
     fn new() -> Table {
         Table {
             slots: Vec::new(),
-            stamp: 0,
             mask: 0,
         }
     }
 
-    /// Empty the table, with room for `n` keys at most half full.
+    /// Empty the table, with room for `n` keys.
     fn reset(&mut self, n: usize) {
-        let size = (2 * n).next_power_of_two().max(16);
-        if size > self.slots.len() || self.stamp == u32::MAX {
-            self.slots = vec![Slot::default(); size.max(self.slots.len())];
-            self.stamp = 0;
+        let size = size_for(n);
+        if size > self.slots.len() {
+            self.slots = vec![Slot::default(); size];
+        } else {
+            self.slots[..size].fill(Slot::default());
         }
-        self.stamp += 1;
         self.mask = size - 1;
     }
 
-    /// Count one occurrence of `key` at `at`: its slot, and its (count, first position)
-    /// after it.
-    fn add(&mut self, key: u64, at: u32) -> (usize, u32, u32) {
-        let mut i = (key.wrapping_mul(0x9E3779B97F4A7C15) >> 20) as usize & self.mask;
+    /// Count one occurrence of `key` at `at`: its (count, first position) after it.
+    fn add(&mut self, key: u64, at: u32) -> (u32, u32) {
+        let key = key + 1;
+        let mut i = home(key, self.mask);
         loop {
             let slot = &mut self.slots[i];
-            if slot.stamp != self.stamp {
+            if slot.key == 0 {
                 *slot = Slot {
                     key,
-                    stamp: self.stamp,
                     count: 1,
                     first: at,
                 };
-                return (i, 1, at);
+                return (1, at);
             }
             if slot.key == key {
                 slot.count += 1;
-                return (i, slot.count, slot.first);
+                return (slot.count, slot.first);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
+/// A set of window keys (stored plus one, 0: empty), for the duplicate scans, which only
+/// ask whether a window was seen: 8 bytes a slot.
+struct KeySet {
+    slots: Vec<u64>,
+    mask: usize,
+}
+
+impl KeySet {
+    fn reset(&mut self, n: usize) {
+        let size = size_for(n);
+        if size > self.slots.len() {
+            self.slots = vec![0; size];
+        } else {
+            self.slots[..size].fill(0);
+        }
+        self.mask = size - 1;
+    }
+
+    /// Add `key`; whether it was there already.
+    fn seen(&mut self, key: u64) -> bool {
+        let key = key + 1;
+        let mut i = home(key, self.mask);
+        loop {
+            let slot = &mut self.slots[i];
+            if *slot == 0 {
+                *slot = key;
+                return false;
+            }
+            if *slot == key {
+                return true;
             }
             i = (i + 1) & self.mask;
         }
@@ -181,9 +224,13 @@ pub unsafe extern "C" fn assay_repetition(
         table: [Vec::new(), Vec::new()],
     };
     let mut table = Table::new();
+    let mut seen = KeySet {
+        slots: Vec::new(),
+        mask: 0,
+    };
     let (mut spaced, mut plain) = (Windows::new(), Windows::new());
-    let mut slots: Vec<u32> = Vec::new(); // the table slot of each position (u32::MAX: none)
-    let mut repeated: Vec<bool> = Vec::new(); // whether the n-gram at each position repeats
+    let mut repeated: Vec<bool> = Vec::new(); // whether the (n-1)-gram at each position repeats
+    let mut repeats: Vec<bool> = Vec::new(); // the same for the n-gram being counted
     for d in 0..nd {
         let (lo, hi) = (bounds[d] as usize, bounds[d + 1] as usize);
         let m = hi - lo;
@@ -207,15 +254,18 @@ pub unsafe extern "C" fn assay_repetition(
                 }
                 let pruned = previous > 0 && previous + 1 == g;
                 table.reset(m - g + 1);
-                slots.clear();
+                repeats.clear();
+                repeats.resize(m - g + 1, false);
                 let (mut best, mut best_at) = (1u64, 0usize); // every n-gram occurs once
                 for i in 0..=m - g {
                     if pruned && !(repeated[i] && repeated[i + 1]) {
-                        slots.push(u32::MAX);
                         continue;
                     }
-                    let (slot, c, first) = table.add(spaced.key(i, g), i as u32);
-                    slots.push(slot as u32);
+                    let (c, first) = table.add(spaced.key(i, g), i as u32);
+                    if c > 1 {
+                        repeats[i] = true;
+                        repeats[first as usize] = true;
+                    }
                     let (c, first) = (c as u64, first as usize);
                     if c > best || (c == best && first < best_at) {
                         best = c;
@@ -223,12 +273,7 @@ pub unsafe extern "C" fn assay_repetition(
                     }
                 }
                 out_top[row * nd + d] = (spaced.chars(best_at, g, true) * best) as i64;
-                repeated.clear();
-                repeated.extend(
-                    slots
-                        .iter()
-                        .map(|&k| k != u32::MAX && table.slots[k as usize].count > 1),
-                );
+                std::mem::swap(&mut repeated, &mut repeats);
                 previous = g;
             }
         }
@@ -243,10 +288,10 @@ pub unsafe extern "C" fn assay_repetition(
                 let g = g as usize;
                 let mut repeated = 0u64;
                 if g > 0 && m >= g {
-                    table.reset(m - g + 1);
+                    seen.reset(m - g + 1);
                     let mut i = 0usize;
                     while i + g <= m {
-                        if table.add(plain.key(i, g), i as u32).1 > 1 {
+                        if seen.seen(plain.key(i, g)) {
                             repeated += plain.chars(i, g, false);
                             i += g;
                         } else {

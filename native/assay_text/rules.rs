@@ -19,6 +19,8 @@ pub(crate) const PAIR_END: u32 = 8192; // the last character of the first token 
 pub(crate) const PAIR_START: u32 = 16384; // the first character of the second token of a merge pair
 pub(crate) const FINAL: u32 = 32768; // spaCy's sentence-final punctuation (the sentencizer's)
 pub(crate) const P_CATEGORY: u32 = 1 << 16; // Unicode category P* (spaCy's is_punct)
+pub(crate) const DECIMAL: u32 = 1 << 17; // str.isdecimal (a regex's \d)
+pub(crate) const LOWER_ASCII: u32 = 1 << 18; // not ASCII, but str.lower gives an ASCII character
 
 // Polynomial word hashes, as `assay/text/ngram_hashes.py`: two primes below 2**31, base
 // 2**32 mod p, each character counted as its code point plus one.
@@ -120,6 +122,11 @@ impl<'a> Rules<'a> {
 
     pub(crate) fn has(&self, c: u32, bits: u32) -> bool {
         self.flag(c) & bits != 0
+    }
+
+    /// `has(c, SPACE)`, without the table for printable ASCII (most characters).
+    pub(crate) fn is_space(&self, c: u32) -> bool {
+        c.wrapping_sub(0x21) >= 0x5E && self.has(c, SPACE)
     }
 
     pub(crate) fn all(&self, s: &[u32], bit: u32) -> bool {

@@ -2,6 +2,18 @@
 
 use crate::rules::*;
 
+/// The hyphens of spaCy's infix between letters (or a digit and a letter), in the order of
+/// its alternatives.
+const HYPHENS: [&[u32]; 7] = [
+    &[0x2D],
+    &[0x2013],
+    &[0x2014],
+    &[0x2D, 0x2D],
+    &[0x2D, 0x2D, 0x2D],
+    &[0x2014, 0x2014],
+    &[0x7E],
+];
+
 impl<'a> Rules<'a> {
     /// `spacy_rules._plain`: letters, or letters and digits with no suffix.
     pub(crate) fn plain(&self, s: &[u32]) -> bool {
@@ -60,8 +72,8 @@ impl<'a> Rules<'a> {
             }
             return true;
         }
-        if n == 1 {
-            out.push((0, 1));
+        if n == 1 || self.all(s, ALPHA) {
+            out.push((0, n)); // letters alone: no affix rule applies (the common case)
             return true;
         }
         if let Some((pre, suf)) = self.shortcut(s) {
@@ -178,6 +190,9 @@ impl<'a> Rules<'a> {
     pub(crate) fn infix_at(&self, s: &[u32], i: usize) -> usize {
         let n = s.len();
         let c = s[i];
+        if !self.has(c, INFIX | ICON) {
+            return 0; // every alternative starts with one of these characters
+        }
         let next = |k: usize| if i + k < n { Some(s[i + k]) } else { None };
         if c == DOT && next(1) == Some(DOT) {
             return s[i..].iter().take_while(|&&x| x == DOT).count();
@@ -207,24 +222,9 @@ impl<'a> Rules<'a> {
             return 1;
         }
         if self.has(before, S_ALPHA) || is_digit(before) {
-            for hyphen in [
-                "-",
-                "\u{2013}",
-                "\u{2014}",
-                "--",
-                "---",
-                "\u{2014}\u{2014}",
-                "~",
-            ]
-            .iter()
-            {
-                let len = hyphen.chars().count();
-                if hyphen
-                    .chars()
-                    .enumerate()
-                    .all(|(k, h)| next(k) == Some(h as u32))
-                    && alpha_at(len)
-                {
+            for hyphen in HYPHENS.iter() {
+                let len = hyphen.len();
+                if hyphen.iter().enumerate().all(|(k, &h)| next(k) == Some(h)) && alpha_at(len) {
                     return len;
                 }
             }

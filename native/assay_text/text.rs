@@ -33,16 +33,18 @@ pub unsafe extern "C" fn assay_split_words(
         let before = k;
         let mut i = lo;
         while i < hi {
-            while i < hi && rules.has(cp[i], SPACE) {
-                i += 1;
-            }
+            i += cp[i..hi]
+                .iter()
+                .position(|&c| !rules.is_space(c))
+                .unwrap_or(hi - i);
             if i == hi {
                 break;
             }
             let start = i;
-            while i < hi && !rules.has(cp[i], SPACE) {
-                i += 1;
-            }
+            i += cp[i..hi]
+                .iter()
+                .position(|&c| rules.is_space(c))
+                .unwrap_or(hi - i);
             let chunk = &cp[start..i];
             if k + chunk.len() > starts.len() {
                 return -1;
@@ -91,19 +93,43 @@ pub unsafe extern "C" fn assay_word_attributes(
     let h = slice_mut(out_h, 2 * n_words);
     let hs = slice_mut(out_hs, 2 * n_words);
     let n = n_words as usize;
+    // B**j for the characters of a short word: a term (code point + 1) * B**j is below
+    // 2**21 * 2**31, so a word of up to SHORT characters sums without overflow and is
+    // reduced once; longer words take the running power.
+    const SHORT: usize = 64;
+    let mut powers = [[1u64; SHORT + 1]; 2];
+    for k in 0..2 {
+        for j in 1..=SHORT {
+            powers[k][j] = powers[k][j - 1] * B[k] % P[k];
+        }
+    }
     for w in 0..n {
         let word = &cp[starts[w] as usize..starts[w] as usize + lens[w] as usize];
         let mut all_punct = true;
         let mut any_alpha = false;
         let mut acc = [0u64; 2];
-        let mut power = [1u64; 2];
-        for &c in word {
-            let f = rules.flag(c);
-            all_punct &= f & PUNCT != 0;
-            any_alpha |= f & ALPHA != 0;
+        let mut power = [1u64; 2]; // B**len(word)
+        if word.len() <= SHORT {
+            for (j, &c) in word.iter().enumerate() {
+                let f = rules.flag(c);
+                all_punct &= f & PUNCT != 0;
+                any_alpha |= f & ALPHA != 0;
+                acc[0] += (c as u64 + 1) * powers[0][j];
+                acc[1] += (c as u64 + 1) * powers[1][j];
+            }
             for k in 0..2 {
-                acc[k] = (acc[k] + (c as u64 + 1) * power[k]) % P[k];
-                power[k] = power[k] * B[k] % P[k];
+                acc[k] %= P[k];
+                power[k] = powers[k][word.len()];
+            }
+        } else {
+            for &c in word {
+                let f = rules.flag(c);
+                all_punct &= f & PUNCT != 0;
+                any_alpha |= f & ALPHA != 0;
+                for k in 0..2 {
+                    acc[k] = (acc[k] + (c as u64 + 1) * power[k]) % P[k];
+                    power[k] = power[k] * B[k] % P[k];
+                }
             }
         }
         symbol[w] = all_punct as u8;
@@ -130,71 +156,71 @@ pub unsafe extern "C" fn assay_count_sentences(
     let rules = &*rules;
     let out = slice_mut(out, n_texts);
     let mut tokens: Vec<(usize, usize)> = Vec::new();
+    for t in 0..n_texts as usize {
+        let text = &cp[bounds[t] as usize..bounds[t + 1] as usize];
+        out[t] = count_sentences_of(rules, text, &mut tokens);
+    }
+}
+
+/// The sentences of one text (see `assay_count_sentences`), or -1 when a chunk needs the
+/// reference rules; `tokens` is scratch space.
+pub(crate) fn count_sentences_of(
+    rules: &Rules,
+    text: &[u32],
+    tokens: &mut Vec<(usize, usize)>,
+) -> i64 {
     let is_space = |c: u32| rules.has(c, SPACE);
     // A token of one sentence-final character, and a token made only of punctuation (P*).
     let final_token = |t: &[u32]| t.len() == 1 && rules.has(t[0], FINAL);
     let punct_token = |t: &[u32]| t.iter().all(|&c| rules.has(c, P_CATEGORY));
-    for t in 0..n_texts as usize {
-        let text = &cp[bounds[t] as usize..bounds[t + 1] as usize];
-        if text.is_empty() {
-            out[t] = 0;
-            continue;
+    if text.is_empty() {
+        return 0;
+    }
+    match text.iter().position(|&c| rules.has(c, FINAL)) {
+        None => return 1,
+        Some(f) if punct_token(&text[f..]) => return 1,
+        _ => {}
+    }
+    let mut starts = 0i64;
+    let mut seen_final = false;
+    let mut i = 0usize;
+    let n = text.len();
+    while i < n {
+        while i < n && is_space(text[i]) {
+            i += 1;
         }
-        let first_final = text.iter().position(|&c| rules.has(c, FINAL));
-        match first_final {
-            None => {
-                out[t] = 1;
-                continue;
-            }
-            Some(f) if punct_token(&text[f..]) => {
-                out[t] = 1;
-                continue;
-            }
-            _ => {}
+        if i == n {
+            break; // only whitespace left: the previous gap had it
         }
-        let mut starts = 0i64;
-        let mut seen_final = false;
-        let mut i = 0usize;
-        let n = text.len();
-        let mut unsure = false;
-        while i < n {
-            while i < n && is_space(text[i]) {
-                i += 1;
-            }
-            if i == n {
-                break; // only whitespace left: the previous gap had it
-            }
-            let chunk_start = i;
-            while i < n && !is_space(text[i]) {
-                i += 1;
-            }
-            let chunk = &text[chunk_start..i];
-            if !rules.split(chunk, &mut tokens) {
-                unsure = true;
-                break;
-            }
-            for &(a, l) in tokens.iter() {
-                let token = &chunk[a..a + l];
-                let fin = final_token(token);
-                if seen_final && !fin && !punct_token(token) {
-                    starts += 1;
-                    seen_final = false;
-                } else if fin {
-                    seen_final = true;
-                }
-            }
-            let gap_start = i;
-            while i < n && is_space(text[i]) {
-                i += 1;
-            }
-            let gap = &text[gap_start..i];
-            if seen_final && !gap.is_empty() && (gap[0] != ' ' as u32 || gap.len() > 1) {
+        let chunk_start = i;
+        while i < n && !is_space(text[i]) {
+            i += 1;
+        }
+        let chunk = &text[chunk_start..i];
+        if !rules.split(chunk, tokens) {
+            return -1;
+        }
+        for &(a, l) in tokens.iter() {
+            let token = &chunk[a..a + l];
+            let fin = final_token(token);
+            if seen_final && !fin && !punct_token(token) {
                 starts += 1;
                 seen_final = false;
+            } else if fin {
+                seen_final = true;
             }
         }
-        out[t] = if unsure { -1 } else { 1 + starts };
+        let gap_start = i;
+        while i < n && is_space(text[i]) {
+            i += 1;
+        }
+        let gap = &text[gap_start..i];
+        if seen_final && !gap.is_empty() && (gap[0] != ' ' as u32 || gap.len() > 1) {
+            starts += 1;
+            seen_final = false;
+        }
     }
+    1 + starts
 }
 
 /// Per text `cp[starts[t]..starts[t + 1]]`, as Gopher's quality rules count its lines

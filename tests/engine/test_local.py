@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from steps_for_tests import FailOn, MinChars, StripDigits
 
 from assay import Pipeline, parse_recipe, run_recipe
-from assay.engine import RunError
 from assay.engine.layout import Layout
 from assay.engine.local import LocalExecutor
+from assay.engine.settings import RunError
 from assay.engine.worker import StrictInputError, WorkerContext
 from assay.io.chunks import FieldMap
 from assay.recipe import OutputSpec

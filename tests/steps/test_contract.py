@@ -183,3 +183,19 @@ def test_the_contract_fails_a_step_that_drops_its_schema_on_an_empty_table(
     check_empty_keeps_schema(GopherQuality(), table)
     with pytest.raises(AssertionError, match="dropped text on an empty table"):
         check_empty_keeps_schema(_DropsSchemaWhenEmpty(), table)
+
+
+def test_the_table_of_step_modules_is_what_the_modules_register() -> None:
+    """``STEP_MODULES`` names each step's module (a recipe imports only the modules of the
+    steps it names); every module under ``assay/steps/`` that registers a step is in it,
+    with the names it registers."""
+    import pkgutil
+
+    import assay.steps
+    from assay.steps.base import _REGISTRY, STEP_MODULES
+
+    for info in pkgutil.walk_packages(assay.steps.__path__, "assay.steps."):
+        importlib.import_module(info.name)
+    registered = {name: cls.__module__ for name, cls in _REGISTRY.items()
+                  if cls.__module__.startswith("assay.steps.")}  # fmt: skip
+    assert registered == STEP_MODULES

@@ -81,6 +81,53 @@ def test_word_counts_and_line_marks_equal_the_reference() -> None:
         assert compiled.tolist() == reference.tolist()
 
 
+def test_line_repeats_equal_the_reference() -> None:
+    from assay.steps.filters.gopher_repetition import GopherRepetition
+
+    texts = [t for t in _texts() if t] + [
+        "a\n\nb\n\n\na\n\n b", "x\n\ny\nx\n\n\nx\n", "\n\n  \n", "same\nsame\n\nsame", "a\r\na\r\n",
+    ]
+    counts = kernel.line_repeats(*kernel.code_points(texts))
+    for i, text in enumerate(texts):
+        fractions = (counts[1, i] / counts[0, i], counts[2, i] / len(text),
+                     counts[4, i] / counts[3, i], counts[5, i] / len(text))  # fmt: skip
+        assert fractions == GopherRepetition._line_fractions(text), text[:60]
+
+
+# Lines for C4's rules: citations, terminal punctuation and ellipses, policies and
+# javascript in any case, lorem ipsum, braces, long and few words, every line break, and
+# characters that lower-case to ASCII (left to the reference).
+C4_LINES = [
+    "Foo bar baz. [1]\nLorem[2] ipsum dolor sit.\n  Our JavaScript here ok.  \r\n\x1cA b c d."
+    "\u2028Privacy  policy is here.\u2029This site USES COOKIES now.\x85Terms of Use apply, see.",
+    "", "\n\n", "a b c. [edit] [citation needed] [12] [１２]", "a b [１２] c.", "x" * 1200 + " y z.",
+    "a b c.  \n{ a b c.\n a b c{.", "Ends with dots...\nSo. Ends with …", "İstanbul is nice, lorem ipsum.",
+    "Kelvin \u212a says hi now.", "one.\ntwo words.\nthree words here.", "\t a b c!\t\n 'a b c'",
+    "A (don't) line, it's fine. Mr. Smith went.  Next one!  And more?", "[1][2][3] a b c.",
+]
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"max_word_length": None, "remove_citations": False},
+    {"filter_no_terminal_punct": False, "min_words_per_line": None},
+    {"max_word_length": -3, "min_words_per_line": 0, "filter_javascript": False, "filter_policy": False},
+    {"max_word_length": 5, "min_words_per_line": 10},
+])  # fmt: skip
+def test_c4_lines_equal_the_reference(params: dict) -> None:
+    from assay.steps.filters.c4 import C4Quality
+
+    step = C4Quality(**params)
+    texts = C4_LINES + _texts()
+    counts, cleaned = kernel.c4_lines(texts, step._kernel_settings(), WordSplitter().count_sentences)
+    left = [i for i, c in enumerate(cleaned) if c is None]
+    assert left == [i for i, text in enumerate(texts) if "\u0130" in text or "\u212a" in text]
+    assert len(left) < 0.1 * len(texts)
+    for i, text in enumerate(texts):
+        if cleaned[i] is not None:
+            new_text, reference = step._clean(text)
+            assert (cleaned[i], counts[:, i].tolist()) == (new_text, reference), text[:60]
+
+
 def test_sentence_counts_equal_the_reference() -> None:
     lines = [line for text in _texts() for line in text.splitlines()] + TRICKY
     splitter = WordSplitter()

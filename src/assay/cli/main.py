@@ -31,7 +31,7 @@ from assay.cli.prepare import prepare_command
 from assay.cli.scaling import fit_command, plan_command
 from assay.cli.select import select_app
 from assay.cli.train import compare_command, sweep_command, train_command
-from assay.engine import RunError
+from assay.engine.settings import RunError
 from assay.pipeline import run_recipe, with_executor
 from assay.recipe import load_recipe
 from assay.report import print_funnel

@@ -38,8 +38,11 @@ from assay.engine.worker import (
     run_task_in_worker,
 )
 
-# Set in a worker process's environment when it starts, unless already set.
-WORKER_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+# Set in a worker process's environment when it starts, unless already set. There is one
+# worker per core, so numpy's BLAS gets one thread: its pool of one thread per core would
+# only compete with the other workers (its idle threads spin; Ray's workers set
+# OMP_NUM_THREADS=1 for the same reason).
+WORKER_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "system", "OPENBLAS_NUM_THREADS": "1"}
 
 
 class _WorkerProcess(SpawnProcess):

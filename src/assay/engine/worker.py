@@ -12,6 +12,7 @@ Any executor runs tasks through :func:`run_task`.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -96,6 +97,11 @@ def init_worker(context: WorkerContext, driver: int | None = None) -> None:
             if step is not None:
                 step.bind(run)
                 step.ensure_setup()
+    if driver is not None:
+        # A worker process of its own: what is alive now (modules, models) lives as long as
+        # the worker; out of the cyclic collector's generations, its full passes do not walk
+        # it again and again.
+        gc.freeze()
 
 
 _PR_SET_PDEATHSIG = 1

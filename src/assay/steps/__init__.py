@@ -1,7 +1,7 @@
 """Every pipeline step, registered by name: one folder per kind (``filters/``, ``dedup/``, ``llm/``,
-``transforms/``, ``select/``, ``decontaminate/``), the interface in :mod:`.base`."""
+``transforms/``, ``select/``, ``decontaminate/``), the interface and the table of step names
+(each imported when a recipe names it) in :mod:`.base`."""
 
-from assay.steps import decontaminate, dedup, filters, llm, select, transforms  # noqa: F401
 from assay.steps.base import (
     DocumentStep,
     FitContext,

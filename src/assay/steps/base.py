@@ -16,6 +16,7 @@ Steps never drop rows themselves: the executor splits marked rows into the rejec
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -316,6 +317,35 @@ class GlobalStep(Step):
 
 _REGISTRY: dict[str, type[Step]] = {}
 
+# Where each step is defined: a recipe names a step and only its module is imported (a
+# worker that runs four filters does not load the LLM client or the benchmark readers).
+# A new step adds its line here; tests/steps/test_contract.py checks the table against
+# what the modules register.
+STEP_MODULES: dict[str, str] = {
+    "c4_quality": "assay.steps.filters.c4",
+    "decontaminate": "assay.steps.decontaminate.step",
+    "dsir": "assay.steps.select.dsir",
+    "embedding_similarity": "assay.steps.select.embedding",
+    "entigraph": "assay.steps.llm.entigraph",
+    "exact_dedup": "assay.steps.dedup.exact",
+    "extract_html": "assay.steps.transforms.extract_html",
+    "fineweb_quality": "assay.steps.filters.fineweb",
+    "gopher_quality": "assay.steps.filters.gopher_quality",
+    "gopher_repetition": "assay.steps.filters.gopher_repetition",
+    "language": "assay.steps.filters.language",
+    "line_dedup": "assay.steps.dedup.lines",
+    "llm_rate": "assay.steps.llm.rate",
+    "llm_rephrase": "assay.steps.llm.rephrase",
+    "minhash_dedup": "assay.steps.dedup.minhash",
+    "perplexity": "assay.steps.select.perplexity",
+    "pii": "assay.steps.transforms.pii",
+    "prox_refine": "assay.steps.llm.prox_refine",
+    "quality_classifier": "assay.steps.select.classifier",
+    "sample": "assay.steps.select.sample",
+    "semantic_dedup": "assay.steps.dedup.semantic",
+    "url_dedup": "assay.steps.dedup.url",
+}
+
 
 def register(cls: type[Step]) -> type[Step]:
     """Class decorator: make a step available to recipes under ``cls.name``."""
@@ -329,7 +359,10 @@ def register(cls: type[Step]) -> type[Step]:
 
 
 def step_class(name: str) -> type[Step]:
-    """The registered step class for ``name``; KeyError lists the valid names."""
+    """The registered step class for ``name`` (importing its module on first use); KeyError
+    lists the valid names."""
+    if name not in _REGISTRY and name in STEP_MODULES:
+        importlib.import_module(STEP_MODULES[name])
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -337,4 +370,5 @@ def step_class(name: str) -> type[Step]:
 
 
 def step_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every step a recipe can name: the built-in ones and any registered since."""
+    return sorted(STEP_MODULES.keys() | _REGISTRY.keys())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from itertools import pairwise
+from itertools import compress, pairwise
 
 
 def _ranges(codepoints: Iterable[int]) -> str:
@@ -68,7 +68,10 @@ _ALPHA = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
 _ALPHA_LOWER = _latin("Ll") + _OTHER_LOWER + _UNCASED
 _ALPHA_UPPER = _latin("Lu") + _OTHER_UPPER + _UNCASED
 # spaCy lists the "So" (other symbol) code points of an older Unicode release.
-_ICON_CHARS = frozenset(chr(c) for c in range(0x20000) if unicodedata.category(chr(c)) == "So")
+_BMP_AND_SMP = "".join(map(chr, range(0x20000)))
+_ICON_CHARS = frozenset(  # iterated in C: this runs in every worker process
+    compress(_BMP_AND_SMP, map("So".__eq__, map(unicodedata.category, _BMP_AND_SMP)))
+)
 _ICONS = _ranges(map(ord, _ICON_CHARS))
 
 # spaCy's affix tables (``lang/char_classes.py``, ``lang/punctuation.py``), unescaped.

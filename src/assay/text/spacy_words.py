@@ -93,6 +93,10 @@ class WordTable:
     def docs(self, lo: int, hi: int) -> WordTable:
         """The table of texts ``lo`` to ``hi`` (excluded), as views."""
         a, b = (int(x) for x in self.doc_starts[[lo, hi]])
+        return self.span(lo, hi, a, b)
+
+    def span(self, lo: int, hi: int, a: int, b: int) -> WordTable:
+        """:meth:`docs` for callers that know where the texts' words are (``a`` to ``b``)."""
         return WordTable(self.counts[lo:hi], self.length[a:b], self.symbol[a:b], self.alpha[a:b],
                          self.h[:, a:b], self.hs[:, a:b])  # fmt: skip
 
@@ -259,18 +263,25 @@ class WordSplitter:
         return ids
 
     # -- word tables -------------------------------------------------------------------
-    def batch_table(self, texts: Sequence[str]) -> WordTable:
+    def batch_table(
+        self, texts: Sequence[str], code_points: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> WordTable:
         """The :class:`WordTable` of ``texts``; texts not seen recently are split together,
-        by the compiled kernel when it is built, else by the reference rules."""
+        by the compiled kernel when it is built, else by the reference rules.
+        ``code_points``: ``kernel.code_points(texts)``, where the caller has them."""
         if not texts:
             return _EMPTY_TABLE
         known = self._tables
         parts = {t: known[t] for t in texts if t in known}
         todo = [t for t in dict.fromkeys(texts) if t not in parts]
         if todo:
-            fresh = self.kernel_table(todo) if kernel.available() else self.reference_table(todo)
+            if not kernel.available():
+                fresh = self.reference_table(todo)
+            else:  # the caller's code points are those of todo when every text is new
+                fresh = self.kernel_table(todo, code_points if len(todo) == len(texts) else None)
+            bounds = fresh.doc_starts.tolist()
             for i, text in enumerate(todo):
-                parts[text] = fresh.docs(i, i + 1)
+                parts[text] = fresh.span(i, i + 1, bounds[i], bounds[i + 1])
                 self._keep_table(text, parts[text])
             if len(todo) == len(texts):  # all new and distinct: the fresh table, in order
                 return fresh
@@ -285,9 +296,7 @@ class WordSplitter:
         todo = np.flatnonzero(counts < 0)
         if len(todo):
             new = [texts[i] for i in todo.tolist()]
-            _, _, _, words, entries = self._kernel_split(new)
-            doc_of_entry = np.repeat(np.arange(len(new)), entries)
-            counts[todo] = np.bincount(doc_of_entry, weights=words, minlength=len(new))
+            counts[todo] = self._kernel_split(new)[3]
         return counts
 
     def _keep_table(self, text: str, part: WordTable) -> None:
@@ -311,44 +320,49 @@ class WordSplitter:
             np.stack([attrs["hs1"][ids], attrs["hs2"][ids]]).astype(np.int32),
         )
 
-    def kernel_table(self, texts: Sequence[str]) -> WordTable:
+    def kernel_table(
+        self, texts: Sequence[str], code_points: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> WordTable:
         """The :class:`WordTable` of ``texts`` by the compiled kernel (not cached); chunks
         it leaves to the reference rules are split by them."""
-        cp, starts, lengths, words_per_entry, entries = self._kernel_split(texts)
-        doc_of_entry = np.repeat(np.arange(len(texts)), entries)
-        counts = np.bincount(doc_of_entry, weights=words_per_entry, minlength=len(texts))
+        cp, starts, lengths, counts = self._kernel_split(texts, code_points)
         symbol, alpha, h, hs = kernel.word_attributes(cp, starts, lengths)
-        return WordTable(counts.astype(np.int64), lengths, symbol, alpha, h, hs)
+        return WordTable(counts, lengths, symbol, alpha, h, hs)
 
     def _kernel_split(
-        self, texts: Sequence[str]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The kernel's split of ``texts`` with its complex chunks split by the reference
-        rules: ``(code points, word starts, word lengths, words per kernel entry, kernel
-        entries per text)``."""
-        cp, doc_starts = kernel.code_points(texts)
+        self, texts: Sequence[str], code_points: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernel's split of ``texts`` (whose ``kernel.code_points`` may be given) with
+        its complex chunks split by the reference rules: ``(code points, word starts, word
+        lengths, words per text)``."""
+        cp, doc_starts = code_points if code_points is not None else kernel.code_points(texts)
         starts, lengths, complex_, entries = kernel.split(cp, doc_starts)
-        words_per_entry = np.ones(len(starts), dtype=np.int64)
+        counts = entries  # the kernel's entries per text: words, but for complex chunks
         where = np.flatnonzero(complex_)
         if len(where):
-            # The kernel left these chunks to the reference rules: each becomes its tokens.
-            joined = "".join(texts)
+            # The kernel left these chunks to the reference rules: each becomes its tokens,
+            # in slots inserted after it (complex chunks are rare: no pass over every word
+            # but the insertion).
             spans = zip(starts[where].tolist(), lengths[where].tolist(), strict=True)
-            pieces = [self._token_lengths(joined[a : a + n]) for a, n in spans]
+            pieces = [self._token_lengths(cp[a : a + n].tobytes().decode("utf-32-le", "surrogatepass"))
+                      for a, n in spans]  # fmt: skip
             sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
-            words_per_entry[where] = sizes
-            entry = np.repeat(np.arange(len(starts)), words_per_entry)
-            first = np.cumsum(words_per_entry) - words_per_entry  # first word of each entry
+            extra = sizes - 1
+            counts = entries.copy()
+            np.add.at(counts, np.searchsorted(np.cumsum(entries), where, side="right"), extra)
             token_lengths = np.fromiter(chain.from_iterable(pieces), np.int32, int(sizes.sum()))
             offsets = np.cumsum(token_lengths) - token_lengths  # within the batch's tokens
             token_first = np.cumsum(sizes) - sizes  # first token of each complex chunk
             within = offsets - np.repeat(offsets[token_first], sizes)  # within its chunk
             rank = np.arange(len(token_lengths)) - np.repeat(token_first, sizes)  # in its chunk
-            positions = np.repeat(first[where], sizes) + rank
-            starts, lengths = starts[entry], lengths[entry]
-            starts[positions] += within
+            first = where + np.cumsum(extra) - extra  # each complex chunk's first word
+            positions = np.repeat(first, sizes) + rank
+            chunk_starts = np.repeat(starts[where], sizes)
+            slots = np.repeat(where + 1, extra)
+            starts, lengths = np.insert(starts, slots, 0), np.insert(lengths, slots, 0)
+            starts[positions] = chunk_starts + within
             lengths[positions] = token_lengths
-        return cp, starts, lengths, words_per_entry, entries
+        return cp, starts, lengths, counts
 
     def _token_lengths(self, chunk: str) -> tuple[int, ...]:
         """Characters of each token of a chunk by the reference rules (memoised)."""

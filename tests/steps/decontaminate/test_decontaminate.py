@@ -504,7 +504,7 @@ def test_changed_benchmark_file_refuses_to_resume(tmp_path: Path) -> None:
     """The benchmark files' content is part of the run's fingerprint: a run made with one
     version of a benchmark is never finished with decisions from another."""
     from assay import parse_recipe, run_recipe
-    from assay.engine import RunError
+    from assay.engine.settings import RunError
 
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"q": "the quick brown fox jumps over the lazy dog near the river bank today"}\n')

@@ -1,4 +1,2 @@
 """Deduplication: exact documents and URLs, near duplicates by MinHash LSH, and repeated
 lines or paragraphs across the corpus. One step per file."""
-
-from assay.steps.dedup import exact, lines, minhash, semantic, url  # noqa: F401

@@ -1,4 +1,2 @@
 """Quality filters: signals per document and the thresholds of their papers (Gopher, C4,
 FineWeb) and the language filter. One step per file."""
-
-from assay.steps.filters import c4, fineweb, gopher_quality, gopher_repetition, language  # noqa: F401

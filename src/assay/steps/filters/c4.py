@@ -21,6 +21,7 @@ from assay.steps.base import (
     set_thresholds,
     threshold_rules,
 )
+from assay.text import kernel
 from assay.text.spacy_words import WORDS
 
 # Wikipedia-style citation marks, removed from lines: [1], [], [edit], [citation needed].
@@ -134,9 +135,14 @@ class C4Quality(DocumentStep):
         WORDS.maybe_trim()
         counts = np.zeros((len(_COUNTS), len(texts)), dtype=np.int64)
         bad = np.zeros(len(texts), dtype=bool)
+        if kernel.available():
+            counts, cleaned = kernel.c4_lines(texts, self._kernel_settings(), WORDS.count_sentences)
+        else:
+            cleaned = [None] * len(texts)
         new_texts: list[str] = []
-        for i, text in enumerate(texts):
-            kept, counts[:, i] = self._clean(text)
+        for i, (text, kept) in enumerate(zip(texts, cleaned, strict=True)):
+            if kept is None:  # no kernel, or a text it leaves to the rules below
+                kept, counts[:, i] = self._clean(text)
             new_texts.append(kept)
             if self._bad_words is not None:
                 bad[i] = self._bad_words.search(kept.lower()) is not None
@@ -144,7 +150,16 @@ class C4Quality(DocumentStep):
         signals["has_bad_words"] = bad
         return StepOutput(signals=signals, texts=new_texts)  # type: ignore[arg-type]
 
+    def _kernel_settings(self) -> tuple[int, int, int, int, int, int]:
+        """The line rules' settings as :func:`.kernel.c4_lines` takes them."""
+        p = self.params
+        assert isinstance(p, C4QualityParams)
+        return (-(2**63) if p.max_word_length is None else p.max_word_length, int(p.remove_citations),
+                int(p.filter_no_terminal_punct), max(p.min_words_per_line or 0, 0),
+                int(p.filter_javascript), int(p.filter_policy))  # fmt: skip
+
     def _clean(self, text: str) -> tuple[str, list[int]]:
+        """The reference: the line rules on one text (the kernel's ``c4.rs`` computes the same)."""
         p = self.params
         assert isinstance(p, C4QualityParams)
         long_word = punct = few = javascript = policy = 0

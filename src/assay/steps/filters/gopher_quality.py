@@ -125,14 +125,18 @@ class GopherQuality(DocumentStep):
         n_docs = len(texts)
         out = {name: np.zeros(n_docs, dtype=dtype.to_pandas_dtype())
                for name, dtype in self.signal_types.items()}  # fmt: skip
-        # Word counts: the whole batch at once, summed per document (bincount sums of
-        # integers stay exact in float64, so the ratios are those of per-document sums).
+        # Word counts: the whole batch at once, summed per document (each document's words
+        # are a contiguous run of the table).
         words = WORDS.batch_table(texts)
         n_words = words.counts
-        doc_of = np.repeat(np.arange(n_docs), n_words)
+        firsts = np.minimum(words.doc_starts[:-1], max(len(words.length) - 1, 0))
 
         def per_doc(values: np.ndarray) -> np.ndarray:
-            return np.bincount(doc_of, weights=values, minlength=n_docs)
+            if not len(values):
+                return np.zeros(n_docs, dtype=np.int64)
+            sums = np.add.reduceat(values, firsts, dtype=np.int64)
+            sums[n_words == 0] = 0  # reduceat gives an empty run its next value
+            return sums
 
         non_symbol = words.symbol == 0
         n_non_symbol = per_doc(non_symbol).astype(np.int64)
@@ -160,7 +164,8 @@ class GopherQuality(DocumentStep):
             keys = words.h[0].astype(np.int64) * PRIMES[1] + words.h[1]
             hit = np.flatnonzero(np.isin(keys, stop_keys))
             which = np.searchsorted(stop_keys, keys[hit])  # index of the stop word
-            present = np.bincount(doc_of[hit] * len(stop_keys) + which,
+            doc_of = np.searchsorted(words.doc_starts, hit, side="right") - 1
+            present = np.bincount(doc_of * len(stop_keys) + which,
                                   minlength=n_docs * len(stop_keys))  # fmt: skip
             out["n_stop_words"][:] = (present.reshape(n_docs, len(stop_keys)) > 0).sum(axis=1)
         return StepOutput(signals=out)  # type: ignore[arg-type]

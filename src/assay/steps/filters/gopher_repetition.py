@@ -405,10 +405,21 @@ class GopherRepetition(DocumentStep):
         WORDS.maybe_trim()
         n_chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         fracs = np.zeros((len(_REPETITION_FRACS), len(texts)), dtype=np.float64)
-        for i, text in enumerate(texts):
-            if text:
-                fracs[:4, i] = self._line_fractions(text)
-        top, dup = ngram_chars(WORDS.batch_table(texts))
+        code_points = None
+        if kernel.available():
+            code_points = kernel.code_points(texts)
+            counts = kernel.line_repeats(*code_points)
+            has_text = n_chars > 0
+            length = n_chars[has_text]
+            fracs[0, has_text] = counts[1, has_text] / counts[0, has_text]
+            fracs[1, has_text] = counts[2, has_text] / length
+            fracs[2, has_text] = counts[4, has_text] / counts[3, has_text]
+            fracs[3, has_text] = counts[5, has_text] / length
+        else:
+            for i, text in enumerate(texts):
+                if text:
+                    fracs[:4, i] = self._line_fractions(text)
+        top, dup = ngram_chars(WORDS.batch_table(texts, code_points))
         length = np.maximum(n_chars, 1)
         fracs[4 : 4 + len(TOP_NGRAMS)] = top / length
         fracs[4 + len(TOP_NGRAMS) :] = dup / length

@@ -7,5 +7,3 @@ model folder, and used by a recipe step that scores documents and keeps a share 
 * ``embedding_similarity``: cosine to a target set with all-MiniLM-L6-v2 (extra ``embed``).
 * ``sample``: a seeded uniform sample by document id (what an LLM labels, FineWeb-Edu).
 """
-
-from assay.steps.select import classifier, dsir, embedding, perplexity, sample  # noqa: F401

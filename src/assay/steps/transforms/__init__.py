@@ -1,4 +1,2 @@
 """Transforms: steps that rewrite ``text`` (main-text extraction from HTML, personal-data
 redaction) and record what they changed as signals. One step per file."""
-
-from assay.steps.transforms import extract_html, pii  # noqa: F401
