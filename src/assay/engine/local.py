@@ -38,9 +38,9 @@ from assay.engine.worker import (
     run_task_in_worker,
 )
 
-# Set in a worker process's environment when it starts, unless already set. There is one
-# worker per core, so numpy's BLAS gets one thread: its pool of one thread per core would
-# only compete with the other workers (its idle threads spin; Ray's workers set
+# Set in a worker process's environment when it starts, unless already set. The workers are
+# the parallelism, so numpy's BLAS gets one thread in each: its own pool of a thread per core
+# would compete with the other workers (and its idle threads spin; Ray's workers set
 # OMP_NUM_THREADS=1 for the same reason).
 WORKER_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "system", "OPENBLAS_NUM_THREADS": "1"}
 
