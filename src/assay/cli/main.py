@@ -27,6 +27,7 @@ from typer.core import TyperGroup
 
 from assay import __version__
 from assay.cli.common import ExecutorKind, console, fail, guarded, inert, options, warn
+from assay.cli.mix import mix_app
 from assay.cli.prepare import prepare_command
 from assay.cli.scaling import fit_command, plan_command
 from assay.cli.select import select_app
@@ -292,6 +293,7 @@ def _type_name(annotation: Any) -> str:
 
 # The other verbs, in the order of the work.
 app.add_typer(select_app, name="select")
+app.add_typer(mix_app, name="mix")
 app.command("prepare")(prepare_command)
 app.command("train")(train_command)
 app.command("compare")(compare_command)

@@ -287,12 +287,14 @@ def _holder(fd: int) -> dict[str, Any] | None:
 
 WRITTEN_BY = "assay"  # a JSON file's "written_by" value, a PNG's "Software" text chunk
 GENERATOR_META = f'<meta name="generator" content="{WRITTEN_BY}">'  # in an HTML page's head
+YAML_MARK = f"# written_by: {WRITTEN_BY}\n"  # the first line of a YAML file assay writes
 
 
 def check_file_output(path: Path) -> None:
     """Refuse to write the file ``path`` over anything assay did not write (a JSON file
     with ``"written_by": "assay"``, a PNG whose Software is assay, an HTML page whose
-    generator is assay), over a folder, or into a folder that does not exist."""
+    generator is assay, a YAML file whose first line is :data:`YAML_MARK`), over a folder,
+    or into a folder that does not exist."""
     if path.is_dir():
         raise OutputError("is a folder; give a file name", file=str(path))
     if not path.parent.is_dir():
@@ -311,6 +313,8 @@ def _written_by_assay(path: Path) -> bool:
         return _png_text(head).get("Software") == WRITTEN_BY
     if head.startswith(b"<!doctype html>"):
         return GENERATOR_META.encode() in head[:2048]
+    if head.startswith(b"#"):
+        return head.startswith(YAML_MARK.encode())
     try:
         data = orjson.loads(head)
     except orjson.JSONDecodeError:
