@@ -110,6 +110,9 @@ def fit_command(
             console.print(f"plot: {plot}")
         if out is not None:
             console.print(f"fit: {out}")
+    for name, fit in fits.items():
+        for problem in fit.problems():
+            warn(f"{'' if name is None else f'group {name}: '}fit not identified: {problem}")
     failed = [str(g) for g, f in fits.items() if not f.converged]
     if failed:
         warn(f"the fit did not converge{'' if failed == ['None'] else ' for ' + ', '.join(failed)}: "
@@ -157,7 +160,9 @@ def _print_fits(fits: dict[str | None, LawFit], predictions: list[dict[str, Any]
             table.add_row(key, _fmt(value), _fmt(intervals[key][0]), _fmt(intervals[key][1]))
         console.print(table)
         good = fit.goodness()
-        verdict = Text("converged", "green") if fit.converged else Text("NOT CONVERGED", "red")
+        identified = not fit.problems()
+        verdict = (Text("NOT CONVERGED", "red") if not fit.converged else Text("converged", "green")
+                   if identified else Text("converged, but NOT IDENTIFIED (see the warnings)", "yellow"))
         console.print(verdict + Text(
             f" ({fit.message}); {fit.starts_converged}/{fit.starts} starts converged; "
             f"{len(fit.observed)} runs; Huber objective {good['huber']:.6g}; RMSE(log) "
@@ -186,6 +191,7 @@ def plan_command(
         help=f"published constants ({', '.join(PUBLISHED)}) or a fit file from assay fit --out")
     ] = "besiroglu",
     group: Annotated[str | None, typer.Option(help="group of a fit file with several")] = None,
+    force: Annotated[bool, typer.Option("--force", help="plan with a fit its runs do not identify")] = False,
     d_model: Annotated[int | None, typer.Option(help="model width, for the vocabulary size")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
@@ -207,7 +213,7 @@ def plan_command(
             budget = flops_from_gpu_hours(quantity(gpu_hours or ""), gpu, mfu)
             budget_source = (f"{gpu_hours} {gpu.upper()} GPU-hours x {GPU_PEAK_FLOPS[gpu.lower()]:.4g} "
                              f"FLOP/s (dense BF16 peak) x MFU {mfu}")
-        fitted = _load_law(law, group)
+        fitted = _load_law(law, group, force)
         result = make_plan(budget, fitted, flops_source=budget_source, d_model=d_model,
                            unique_tokens=None if unique_tokens is None else quantity(unique_tokens))
     except (PlanError, RunsError, ValueError) as exc:
@@ -218,7 +224,7 @@ def plan_command(
     _print_plan(result)
 
 
-def _load_law(name: str, group: str | None) -> FittedLaw:
+def _load_law(name: str, group: str | None, force: bool = False) -> FittedLaw:
     if name in PUBLISHED:
         return PUBLISHED[name].fitted()
     path = Path(name)
@@ -236,6 +242,11 @@ def _load_law(name: str, group: str | None) -> FittedLaw:
         raise PlanError(f"{path}: choose one group with --group ({groups})")
     if not fits[0].get("fit", {}).get("converged", True):
         raise PlanError(f"{path}: that fit did not converge; refit before planning with it")
+    problems = fits[0].get("problems") or []
+    if problems and not force:
+        raise PlanError(f"{path}: its runs do not identify that fit ({problems[0]}; "
+                        f"{len(problems)} problem(s) in all, see assay fit): a plan from it would "
+                        "extrapolate noise; refit with more runs or a smaller law, or pass --force")
     model = FittedLaw.from_dict(fits[0])
     return FittedLaw(model.law, model.theta, model.samples, model.confidence, model.group,
                      f"fit {path.name}" + ("" if model.group is None else f" [{model.group}]"))

@@ -27,6 +27,10 @@ CHUNK_ELEMENTS = 1 << 16  # rows per objective chunk ~ this / runs: keeps tempor
 TOLERANCES = {"gtol": 1e-8, "fscale": 0.0}  # relative decrease test for the refinement
 REFINED = 20  # distinct grid minima refined with TOLERANCES
 BOOTSTRAP_SEEDS = 3  # distinct refined minima each bootstrap resample starts from
+# A fit is not identified with fewer runs than this per free parameter, or with a
+# parameter interval spanning more than this many orders of magnitude.
+RUNS_PER_PARAMETER = 2
+MAX_DECADES = 2.0
 
 
 def huber_objective(law: Law, logx: Mapping[str, np.ndarray], logy: np.ndarray,
@@ -277,9 +281,43 @@ class LawFit:
                 "mean_abs_pct": 100.0 * float(rel.mean()), "max_abs_pct": 100.0 * float(rel.max()),
                 "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")}
 
+    def problems(self) -> list[str]:
+        """What the runs leave undetermined, in words (empty when the fit is identified):
+        too few runs per free parameter, an additive constant at zero (its bound), a
+        parameter whose bootstrap interval spans orders of magnitude or has no end. A law
+        fitted to such runs fits them, but its parameters, and any extrapolation, are not
+        measured: a smaller law (a power law in one input) may be."""
+        problems: list[str] = []
+        n, p = len(self.observed), len(self.model.law.params)
+        if n < RUNS_PER_PARAMETER * p:
+            problems.append(f"only {n} runs for {p} free parameters (fewer than {RUNS_PER_PARAMETER} per "
+                            "parameter)")
+        params = self.model.params()
+        at_zero = "E" in params and params["E"] < 1e-6 * float(self.observed.min())
+        if at_zero:
+            problems.append(f"E (the irreducible loss) is {params['E']:.3g}: it sits at 0, its bound")
+        for name, (low, high) in self.model.intervals().items():
+            value = params[name]
+            if not len(self.model.samples) or not np.isfinite(value) or value <= 0:
+                continue
+            if name == "E" and at_zero:
+                continue  # said above
+            if not (np.isfinite(low) and np.isfinite(high)) or low <= 0:
+                problems.append(f"{name}'s interval has no finite positive end")
+            elif np.log10(high / low) > MAX_DECADES:
+                problems.append(f"{name}'s interval [{low:.3g}, {high:.3g}] spans "
+                                f"{np.log10(high / low):.0f} orders of magnitude")
+        if problems and {"N", "D"} <= set(self.model.law.inputs):
+            problems.append("the runs can identify a smaller law: a power law in D at one model size "
+                            "(`--law power --x D` on those runs) or in N at one token budget (`--x N`)")
+        return problems
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready report of the fit (what ``assay fit --out`` writes per group)."""
         out = self.model.to_dict()
+        problems = self.problems()
+        out["identified"] = not problems
+        out["problems"] = problems
         out["fit"] = {"objective": self.objective, "converged": self.converged,
                       "message": self.message, "starts": self.starts,
                       "starts_converged": self.starts_converged, "huber_delta": self.delta,
