@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from assay.cli import app
 from assay.scaling.runs import read_runs
-from assay.train.compare import paired_difference, summary
+from assay.train.compare import paired_difference, seeds_needed, summary, verdict
 
 from .conftest import prepare_shards
 
@@ -39,6 +39,17 @@ def test_paired_interval_covers_zero_95_percent_of_the_time() -> None:
         paired_difference([1.0, 2.0], [1.0])
 
 
+def test_the_verdict_says_whether_the_seeds_tell_the_recipes_apart() -> None:
+    better = verdict("B", "A", paired_difference([3.0, 3.1, 3.2], [2.9, 3.0, 3.1]))
+    assert better.startswith("B has lower (better) held-out loss than A: -0.1000 nats/token (95% interval")
+    unclear = verdict("B", "A", paired_difference([3.0, 3.1, 3.2], [3.05, 3.05, 3.3]))
+    assert "cannot be told apart with 3 seeds" in unclear and "which includes zero" in unclear
+    assert "needs about" in unclear
+    assert "run at least 3 seeds" in verdict("B", "A", paired_difference([3.0], [2.9]))
+    # A difference of one deviation needs ~5 seeds; of a tenth of one, ~400.
+    assert seeds_needed(0.1, 0.1) == 5 and seeds_needed(0.01, 0.1) == 401
+
+
 def test_compare_two_identical_recipes(tmp_path: Path, shards: Path, curated_small: Path,
                                        tokenizer_512: Path) -> None:
     twin = prepare_shards(tmp_path / "twin", curated_small, tokenizer_512, method="concat")
@@ -55,6 +66,8 @@ def test_compare_two_identical_recipes(tmp_path: Path, shards: Path, curated_sma
     for metric, d in result["differences"]["small#2"].items():
         assert d["low"] <= 0.0 <= d["high"], metric
         assert d["significant"] is False
+    assert result["verdicts"] == ["small#2 and small give the same held-out loss (95% interval "
+                                  "+0.0000 to +0.0000, 3 seeds)"]
     s = result["summaries"]["small"]["loss"]
     assert s["n"] == 3 and s["std"] > 0 and s["low"] < s["mean"] < s["high"]  # seeds differ
     assert plot.stat().st_size > 1000 and (out / "compare.json").is_file()

@@ -270,6 +270,8 @@ def _print_compare(result: dict[str, Any]) -> None:
         table.add_row(metric, *cells)
     console.print(table)
     console.print("* the interval excludes zero")
+    for sentence in result.get("verdicts", []):
+        console.print(inert(sentence))
 
 
 @guarded

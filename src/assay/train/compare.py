@@ -199,7 +199,33 @@ def compare_runs(runs: Sequence[dict[str, Any]], names: Sequence[str],
     base = names[0]
     differences = {n: {m: paired_difference(values(base, m), values(n, m), confidence) for m in metrics}
                    for n in names[1:]}
-    return {"metrics": metrics, "summaries": summaries, "differences": differences, "baseline": base}
+    verdicts = [verdict(n, base, differences[n]["loss"], confidence) for n in names[1:]]
+    return {"metrics": metrics, "summaries": summaries, "differences": differences, "baseline": base,
+            "verdicts": verdicts}
+
+
+def seeds_needed(mean: float, std: float) -> int:
+    """Seeds for a paired t interval (95%, t ~ 2) of the differences to exclude zero when the
+    difference is ``mean`` and its seed-to-seed deviation ``std``: n with 2 std / sqrt(n) < |mean|."""
+    return max(2, math.ceil((2.0 * std / abs(mean)) ** 2) + 1)
+
+
+def verdict(name: str, base: str, d: dict[str, Any], confidence: float = 0.95) -> str:
+    """The comparison of recipe ``name`` with ``base`` on held-out loss, in words: the
+    difference, its interval, and whether the seeds suffice to tell the two apart."""
+    mean, n, level = d["mean"], d["n"], f"{confidence:.0%}"
+    if d["low"] is None or d["high"] is None:
+        return (f"{name} - {base}: held-out loss {mean:+.4f} nats/token from one seed, with no interval: "
+                "run at least 3 seeds to tell the recipes apart")
+    interval = f"{level} interval {d['low']:+.4f} to {d['high']:+.4f}, {n} seeds"
+    if d["significant"]:
+        better = "lower (better)" if mean < 0 else "higher (worse)"
+        return f"{name} has {better} held-out loss than {base}: {mean:+.4f} nats/token ({interval})"
+    if mean == 0 or d["std"] == 0:
+        return f"{name} and {base} give the same held-out loss ({interval})"
+    need = seeds_needed(mean, d["std"])
+    return (f"{name} and {base} cannot be told apart with {n} seeds: held-out loss {mean:+.4f} nats/token "
+            f"({interval}, which includes zero); a difference this size needs about {need} seeds")
 
 
 def plot_curves(curves: dict[str, dict[int, list[dict[str, Any]]]], path: str | Path) -> Path:
