@@ -6,7 +6,10 @@ run never leaves a half-written shard that a re-run would mistake for a finished
 
 from __future__ import annotations
 
+import csv
 import gzip
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import fsspec
@@ -59,6 +62,17 @@ def write_bytes(url: str, data: bytes) -> None:
     with fs.open(tmp, "wb") as out:
         out.write(data)
     fs.mv(tmp, path)
+
+
+def append_csv_row(path: Path, columns: Sequence[str], row: Mapping[str, object]) -> None:
+    """Append one row to a local CSV file (with the header first when the file is new): a
+    table of finished runs that a later run reads to skip them."""
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
 
 
 def read_json(url: str) -> object | None:

@@ -37,8 +37,9 @@ class MixingLaw:
     t: np.ndarray
 
     def predict(self, weights: np.ndarray) -> np.ndarray:
-        """The law's loss for each row of ``weights`` (or one mixture)."""
-        return self.c + self.k * np.exp(np.asarray(weights, dtype=np.float64) @ self.t)
+        """The law's loss for each row of ``weights`` (or one mixture); inf where it overflows."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.c + self.k * np.exp(np.asarray(weights, dtype=np.float64) @ self.t)
 
     def to_json(self, domains: tuple[str, ...]) -> dict:
         return {"c": self.c, "k": self.k, "t": dict(zip(domains, self.t.tolist(), strict=True))}
@@ -90,7 +91,8 @@ def _t(u: np.ndarray) -> np.ndarray:
 def _unpack(theta: np.ndarray, constant: bool) -> MixingLaw:
     c = float(theta[0]) if constant else 0.0
     rest = theta[1:] if constant else theta
-    return MixingLaw(c, float(np.exp(rest[0])), _t(rest[1:]))
+    with np.errstate(over="ignore"):  # a wild start's k is inf: its residuals are then inf
+        return MixingLaw(c, float(np.exp(rest[0])), _t(rest[1:]))
 
 
 def _fit_once(weights: np.ndarray, y: np.ndarray, starts: list[np.ndarray], constant: bool) -> np.ndarray:

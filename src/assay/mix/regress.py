@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from assay.mix.law import fit_law
+from assay.mix.law import fit_law, n_parameters
 from assay.mix.runs import MixError
 
 FOLDS = 5
@@ -45,7 +45,10 @@ class Score:
 
 
 def _score(y: np.ndarray, predicted: np.ndarray) -> Score:
-    rho = float(spearmanr(y, predicted).statistic) if np.ptp(y) > 0 else float("nan")
+    if not np.isfinite(predicted).all():
+        return Score(float("nan"), float("nan"), predicted)
+    varies = np.ptp(y) > 0 and np.ptp(predicted) > 0
+    rho = float(spearmanr(y, predicted).statistic) if varies else float("nan")
     ss = float(np.sum((y - y.mean()) ** 2))
     r2 = 1 - float(np.sum((y - predicted) ** 2)) / ss if ss > 0 else float("nan")
     return Score(rho, r2, predicted)
@@ -60,12 +63,16 @@ def cross_validate(weights: np.ndarray, y: np.ndarray, *, constant: bool = True,
     if folds < 2:
         raise MixError(f"{n} runs cannot be cross-validated")
     order = np.random.default_rng(seed).permutation(n)
-    law_pred = np.empty(n)
+    law_pred = np.full(n, np.nan)
     gbm_pred = np.empty(n)
-    for part in np.array_split(order, folds):
+    parts = np.array_split(order, folds)
+    # The law is scored only when every fold leaves it enough runs to be fitted at all.
+    law_fits = n - max(len(p) for p in parts) > n_parameters(weights.shape[1], constant)
+    for part in parts:
         train = np.setdiff1d(order, part)
-        law_pred[part] = fit_law(weights[train], y[train], constant=constant, bootstrap=0).law.predict(
-            weights[part])
+        if law_fits:
+            law = fit_law(weights[train], y[train], constant=constant, bootstrap=0).law
+            law_pred[part] = law.predict(weights[part])
         model = gbm(seed).fit(weights[train], y[train])
         gbm_pred[part] = model.predict(weights[part])
     return {"law": _score(y, law_pred), "gbm": _score(y, gbm_pred)}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.io.ownership import claim_folder
+from assay.io.writers import append_csv_row
 from assay.prepare.reader import Shards
 from assay.quantities import parse_count
 from assay.train.trainer import TrainConfig, Trainer, TrainError
@@ -96,10 +97,5 @@ def _sweep(base: TrainConfig, sizes: Sequence[str], tokens: Sequence[str], out: 
                "embedding_params": trainer.plan.params["embedding"], "bpb": f"{heldout['bpb']:.6f}",
                "lr": f"{trainer.plan.lr:.6g}", "batch_tokens": trainer.plan.batch_tokens,
                "seconds": f"{result['train_seconds']:.1f}", "seed": base.seed, "planned_tokens": d}
-        new = not csv_path.exists()
-        with open(csv_path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv_row(csv_path, COLUMNS, row)
     return csv_path

@@ -1,0 +1,246 @@
+"""``assay mix search``: train small proxies on mixtures drawn around the domains' token
+shares and record each one's losses, for ``assay mix fit``.
+
+RegMix (Liu et al. 2024): many tiny proxies, each on a mixture drawn from a Dirichlet
+around the natural (token-proportional) mixture, give the data a regression from weights to
+loss needs. Here:
+
+1. the domains are tokenized once, as they are (``OUT/base``, an ``assay prepare`` of every
+   document once), which fixes the tokenizer, the held-out documents and each domain's
+   unique tokens;
+2. the mixtures are drawn from the spec's seed (the natural one first), each under the epoch
+   caps a proxy's token budget sets (``max_epochs`` passes over a domain at most);
+3. each mixture is prepared with the base tokenizer and the same held-out split
+   (``OUT/mixtures/K``), a proxy is trained on it per seed (``OUT/runs/K-sSEED``), and a row
+   is appended to ``OUT/runs.csv``: weights, held-out loss per domain, the target loss (the
+   held-out loss over the target domains' documents), tokens, seconds.
+
+Run again, the search skips the proxies already in ``runs.csv`` (a killed search goes on with
+the proxies that finished). Everything a search cannot do is refused before any proxy trains.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from assay.io.ownership import claim_folder
+from assay.io.writers import append_csv_row
+from assay.mix.law import n_parameters
+from assay.mix.optimize import caps_from_tokens
+from assay.mix.runs import LOSS, WEIGHT, MixError
+from assay.prepare import prepare
+from assay.prepare.recipe import HeldoutSpec, PrepareRecipe, TokenizerSpec
+from assay.quantities import parse_count
+from assay.specfile import RecipeError, load_yaml, located_error
+
+Log = Callable[[str], None]
+CONCENTRATION = 4.0  # Dirichlet concentration per domain around the natural shares (RegMix's range)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DomainSpec(_Strict):
+    """A domain: documents of a curated output, optionally only some of its sources."""
+
+    path: str
+    select: list[str] | None = None
+
+
+class ProxySpec(_Strict):
+    """The proxy model every mixture trains (``assay train`` settings)."""
+
+    model: str = "2x32"
+    tokens: int | str = Field(1_000_000, description="training tokens per proxy, e.g. 1M")
+    context: int = Field(64, ge=8)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    lr: float | None = None
+    batch_tokens: int | None = None
+    threads: int | None = 1
+
+
+class TargetSpec(_Strict):
+    """The loss to minimise: held-out loss over these domains' documents."""
+
+    domains: list[str]
+
+
+class MixSpec(_Strict):
+    """A validated mixture-search spec."""
+
+    name: str
+    output: str
+    seed: int = 0
+    domains: dict[str, DomainSpec]
+    tokenizer: TokenizerSpec
+    heldout: HeldoutSpec
+    target: TargetSpec
+    proxy: ProxySpec = Field(default_factory=ProxySpec)
+    mixtures: int = Field(16, ge=1, description="mixtures to train proxies on")
+    max_epochs: float = Field(16.0, gt=0, description="passes over a domain a proxy's mixture may ask")
+
+    def proxy_tokens(self) -> int:
+        tokens = self.proxy.tokens
+        return int(parse_count(tokens)) if isinstance(tokens, str) else tokens
+
+
+def load_mix_spec(path: str | Path) -> MixSpec:
+    """Read and validate a spec; every problem with the file and line, before any work."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(source, None, f"cannot read the spec: {exc.strerror}") from None
+    data, lines = load_yaml(text, source)
+    if not isinstance(data, dict):
+        raise RecipeError(source, 1, "a mix spec is a mapping with keys name, output, domains, tokenizer, "
+                                     "heldout, target and proxy")
+    try:
+        spec = MixSpec.model_validate(data)
+    except ValidationError as exc:
+        raise located_error(exc, source, lines, (), MixSpec) from None
+    check_spec(spec, source)
+    return spec
+
+
+def check_spec(spec: MixSpec, source: str = "<spec>") -> None:
+    """What can be refused before tokenizing anything."""
+    if len(spec.domains) < 2:
+        raise MixError(f"{source}: a mixture needs at least two domains")
+    unknown = [d for d in spec.target.domains if d not in spec.domains]
+    if unknown or not spec.target.domains:
+        raise MixError(f"{source}: target.domains must name domains of the spec "
+                       f"({', '.join(unknown) or 'none given'} is not one)")
+    if spec.heldout.fraction <= 0:
+        raise MixError(f"{source}: heldout.fraction must be above 0: the target is held-out loss")
+    need = n_parameters(len(spec.domains)) + 1
+    proxies = spec.mixtures * len(spec.proxy.seeds)
+    if spec.mixtures < need:
+        raise MixError(f"{source}: {spec.mixtures} mixtures are fewer than the regressors need: the "
+                       f"mixing law over {len(spec.domains)} domains has {need - 1} free parameters, so at "
+                       f"least {need} mixtures (better {2 * (need - 1)}+; {proxies} proxies with the seeds)")
+
+
+def _prepare_recipe(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
+                    weights: dict[str, float] | None) -> PrepareRecipe:
+    """The prepare recipe of the base (every document once) or of one mixture."""
+    if weights is None:
+        sources = {d: {"path": s.path, "select": s.select, "epochs": 1} for d, s in spec.domains.items()}
+        mixture: dict[str, Any] = {"sources": sources}
+    else:
+        sources = {d: {"path": s.path, "select": s.select, "weight": weights[d]}
+                   for d, s in spec.domains.items()}
+        mixture = {"sources": sources, "total_tokens": spec.proxy_tokens(), "max_epochs": spec.max_epochs}
+    for entry in sources.values():
+        if entry["select"] is None:
+            del entry["select"]
+    return PrepareRecipe.model_validate({
+        "name": f"{spec.name}-{out.name}", "output": str(out), "seed": spec.seed,
+        "tokenizer": tokenizer.model_dump(exclude_none=True), "mixture": mixture,
+        "packing": {"method": "concat", "context": spec.proxy.context},
+        "heldout": spec.heldout.model_dump(exclude_none=True),
+    })
+
+
+def draw_mixtures(spec: MixSpec, unique: dict[str, float]) -> np.ndarray:
+    """The spec's mixtures (rows, in the order of ``spec.domains``): the natural mixture
+    (token shares) first, then draws from a Dirichlet around it, each under the caps."""
+    domains = list(spec.domains)
+    caps = caps_from_tokens(domains, unique, spec.proxy_tokens(), spec.max_epochs)
+    natural = np.array([unique[d] for d in domains], dtype=np.float64)
+    natural /= natural.sum()
+    rng = np.random.default_rng(spec.seed)
+    rows = [natural] if (natural <= caps + 1e-12).all() else []
+    for _ in range(1000):
+        if len(rows) >= spec.mixtures:
+            break
+        drawn = rng.dirichlet(np.maximum(natural * CONCENTRATION * len(domains), 0.3), 4 * spec.mixtures)
+        rows += [w for w in drawn if (w <= caps + 1e-12).all()][: spec.mixtures - len(rows)]
+    if len(rows) < spec.mixtures:
+        raise MixError(f"only {len(rows)} of {spec.mixtures} mixtures fit under the epoch caps: raise "
+                       "max_epochs or lower proxy.tokens")
+    return np.array(rows)
+
+
+COLUMNS_AFTER = ("target", "tokens", "seconds")
+
+
+def run_search(spec: MixSpec, log: Log | None = None) -> Path:
+    """Train the spec's proxies (those not in ``OUT/runs.csv`` yet); the CSV's path."""
+    say = log or (lambda _msg: None)
+    out = Path(spec.output)
+    inputs = [s.path for s in spec.domains.values()]
+    inputs += [spec.tokenizer.path] if spec.tokenizer.path else []
+    with claim_folder(str(out), "mix", inputs=inputs):
+        return _search(spec, out, say)
+
+
+def _search(spec: MixSpec, out: Path, say: Log) -> Path:
+    from assay.prepare.reader import Shards
+
+    base = out / "base"
+    if not (base / "manifest.json").exists():
+        say("tokenizing every domain once (base)")
+        prepare(_prepare_recipe(spec, base, spec.tokenizer, None), overwrite=base.exists())
+    shards = Shards(base)
+    unique = {d: float(shards.manifest["sources"][d]["unique_tokens"]) for d in spec.domains}
+    held = shards.manifest.get("heldout", {}).get("sources", {})
+    empty = [d for d in spec.target.domains if not held.get(d, {}).get("documents")]
+    if empty:
+        raise MixError(f"the target is empty: no held-out document of {', '.join(empty)} (raise "
+                       "heldout.fraction, or give the domain more documents)")
+    mixtures = draw_mixtures(spec, unique)
+    tokenizer = TokenizerSpec(path=str(base / "tokenizer.json"), eos=spec.tokenizer.eos)
+    csv_path = out / "runs.csv"
+    done = _done(csv_path)
+    domains = list(spec.domains)
+    columns = ["mixture", "seed", *(WEIGHT + d for d in domains), *(LOSS + d for d in domains),
+               *COLUMNS_AFTER]
+    for k, weights in enumerate(mixtures):
+        mixture = dict(zip(domains, weights.tolist(), strict=True))
+        for seed in spec.proxy.seeds:
+            if (k, seed) in done:
+                continue
+            row = _train_proxy(spec, out, k, seed, mixture, tokenizer)
+            append_csv_row(csv_path, columns, row)
+            say(f"mixture {k} seed {seed}: target loss {row['target']}")
+    return csv_path
+
+
+def _train_proxy(spec: MixSpec, out: Path, k: int, seed: int, mixture: dict[str, float],
+                 tokenizer: TokenizerSpec) -> dict[str, Any]:
+    """Prepare mixture ``k`` (once) and train its proxy with ``seed``: its row of runs.csv."""
+    from assay.prepare.reader import Shards
+    from assay.train.trainer import TrainConfig, Trainer
+
+    folder = out / "mixtures" / str(k)
+    if not (folder / "manifest.json").exists():  # an unfinished one (killed) is done again
+        prepare(_prepare_recipe(spec, folder, tokenizer, mixture), overwrite=folder.exists())
+    proxy = spec.proxy
+    config = TrainConfig(shards=str(folder), out=str(out / "runs" / f"{k}-s{seed}"), model=proxy.model,
+                         tokens=spec.proxy_tokens(), context=proxy.context, seed=seed, lr=proxy.lr,
+                         batch_tokens=proxy.batch_tokens, threads=proxy.threads, precision="fp32")
+    started = time.perf_counter()
+    result = Trainer(config, shards=Shards(folder)).train()
+    sources = result["heldout"]["sources"]
+    target = (sum(sources[d]["loss"] * sources[d]["tokens"] for d in spec.target.domains)
+              / sum(sources[d]["tokens"] for d in spec.target.domains))
+    return {"mixture": k, "seed": seed, **{WEIGHT + d: f"{w:.6f}" for d, w in mixture.items()},
+            **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in mixture if d in sources},
+            "target": f"{target:.6f}", "tokens": result["tokens"],
+            "seconds": f"{time.perf_counter() - started:.1f}"}
+
+
+def _done(path: Path) -> set[tuple[int, int]]:
+    if not path.exists():
+        return set()
+    with open(path, newline="", encoding="utf-8") as f:
+        return {(int(r["mixture"]), int(r["seed"])) for r in csv.DictReader(f) if r.get("target")}

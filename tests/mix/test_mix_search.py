@@ -1,0 +1,107 @@
+"""``assay mix search``: proxies trained on drawn mixtures, rows for ``assay mix fit``, resumable,
+and every refusal before any proxy trains."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from assay.cli import app
+from assay.documents import CORE_SCHEMA
+from assay.mix.runs import MixError, read_runs
+from assay.mix.search import load_mix_spec, run_search
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
+LIMITS = {"fortunes": 60, "python3.11-doc": 40, "udhr2 (nltk_data)": 24}
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A curated output of three sources of the bundled sample."""
+    docs, seen = [], dict.fromkeys(LIMITS, 0)
+    with gzip.open(SAMPLE) as f:
+        for line in f:
+            d = orjson.loads(line)
+            if d["source"] in LIMITS and seen[d["source"]] < LIMITS[d["source"]]:
+                seen[d["source"]] += 1
+                docs.append(d)
+    folder = tmp_path_factory.mktemp("curated")
+    (folder / "data").mkdir()
+    table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs],
+                      "source": [d["source"] for d in docs], "url": [d.get("url") for d in docs],
+                      "metadata": [None] * len(docs)}, schema=CORE_SCHEMA)
+    pq.write_table(table, folder / "data" / "part-00000-00000.parquet")
+    return folder
+
+
+def _spec(path: Path, curated: Path, out: Path, **changes: str) -> Path:
+    fields = {"mixtures": "5", "tokens": "4096", "max_epochs": "16", "target": "[python]",
+              "fraction": "0.1"} | changes
+    path.write_text(f"""
+name: tiny-search
+output: "{out}"
+seed: 0
+domains:
+  fortunes: {{path: "{curated}", select: [fortunes]}}
+  python: {{path: "{curated}", select: [python3.11-doc]}}
+  udhr: {{path: "{curated}", select: ["udhr2 (nltk_data)"]}}
+tokenizer: {{train: {{vocab_size: 512}}}}
+heldout: {{fraction: {fields['fraction']}, max_documents: 4}}
+target: {{domains: {fields['target']}}}
+proxy: {{model: 2x32, tokens: {fields['tokens']}, context: 32, batch_tokens: 256, lr: 0.01, seeds: [0]}}
+mixtures: {fields['mixtures']}
+max_epochs: {fields['max_epochs']}
+""")
+    return path
+
+
+def test_search_trains_a_proxy_per_mixture_and_resumes(tmp_path: Path, curated: Path) -> None:
+    out = tmp_path / "mix"
+    spec = load_mix_spec(_spec(tmp_path / "spec.yaml", curated, out))
+    path = run_search(spec)
+    runs = read_runs(path)
+    assert runs.domains == ("fortunes", "python", "udhr") and len(runs.target) == 5
+    assert abs(runs.weights.sum(axis=1) - 1).max() < 1e-5
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["mixture"]) for r in rows] == [0, 1, 2, 3, 4]
+    # The target is the held-out loss on the python documents.
+    assert all(r["target"] == r["loss:python"] for r in rows)
+    assert len({r["weight:python"] for r in rows}) == 5  # five different mixtures
+    # Mixture 0 is the natural one: each domain's share of the unique tokens.
+    base = orjson.loads((out / "base" / "manifest.json").read_bytes())["sources"]
+    unique = {d: base[d]["unique_tokens"] for d in runs.domains}
+    assert runs.weights[0].tolist() == pytest.approx([unique[d] / sum(unique.values()) for d in runs.domains],
+                                                     abs=1e-5)
+    # Killed after three proxies: the next run trains the other two only, to the same rows.
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:4]))
+    again = run_search(spec)
+    with open(again, newline="") as f:
+        redone = list(csv.DictReader(f))
+    assert [r["weight:python"] for r in redone] == [r["weight:python"] for r in rows]
+    assert [r["target"] for r in redone][:3] == [r["target"] for r in rows][:3]
+    result = CliRunner().invoke(app, ["mix", "fit", str(path), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert "held-out runs (5-fold)" in result.output
+
+
+def test_a_search_that_cannot_work_is_refused_before_any_proxy(tmp_path: Path, curated: Path) -> None:
+    with pytest.raises(MixError, match="4 mixtures are fewer than the regressors need"):
+        load_mix_spec(_spec(tmp_path / "a.yaml", curated, tmp_path / "a", mixtures="4"))
+    with pytest.raises(MixError, match=r"target\.domains must name domains of the spec"):
+        load_mix_spec(_spec(tmp_path / "b.yaml", curated, tmp_path / "b", target="[books]"))
+    spec = load_mix_spec(_spec(tmp_path / "c.yaml", curated, tmp_path / "c", tokens="50M", max_epochs="1"))
+    with pytest.raises(MixError, match="cannot supply 5e\\+07 tokens within 1 epochs"):
+        run_search(spec)
+    assert not (tmp_path / "c" / "runs.csv").exists() and not (tmp_path / "c" / "runs").exists()
+    result = CliRunner().invoke(app, ["mix", "search", str(_spec(tmp_path / "d.yaml", curated, tmp_path / "d",
+                                                                  fraction="0"))])
+    assert result.exit_code != 0 and "heldout.fraction must be above 0" in result.output
