@@ -88,6 +88,9 @@ def test_search_trains_a_proxy_per_mixture_and_resumes(tmp_path: Path, curated: 
         redone = list(csv.DictReader(f))
     assert [r["weight:python"] for r in redone] == [r["weight:python"] for r in rows]
     assert [r["target"] for r in redone][:3] == [r["target"] for r in rows][:3]
+    other = load_mix_spec(_spec(tmp_path / "other.yaml", curated, out, mixtures="6"))
+    with pytest.raises(MixError, match="holds a search of a different spec"):
+        run_search(other)
     result = CliRunner().invoke(app, ["mix", "fit", str(path), "--bootstrap", "20"])
     assert result.exit_code == 0, result.output
     assert "held-out runs (5-fold)" in result.output

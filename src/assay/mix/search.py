@@ -22,6 +22,7 @@ the proxies that finished). Everything a search cannot do is refused before any 
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assay.io.ownership import claim_folder
-from assay.io.writers import append_csv_row
+from assay.io.writers import append_csv_row, write_json
 from assay.mix.law import n_parameters
 from assay.mix.optimize import caps_from_tokens
 from assay.mix.runs import LOSS, WEIGHT, MixError
@@ -186,6 +187,13 @@ def run_search(spec: MixSpec, log: Log | None = None) -> Path:
 def _search(spec: MixSpec, out: Path, say: Log) -> Path:
     from assay.prepare.reader import Shards
 
+    # The runs in the table belong to one spec: resuming with another would mix them.
+    recorded = out / "spec.json"
+    mine = spec.model_dump(mode="json")
+    if recorded.exists() and json.loads(recorded.read_text()) != mine:
+        raise MixError(f"{out} holds a search of a different spec ({recorded}); choose another output")
+    if not recorded.exists():
+        write_json(str(recorded), mine)
     base = out / "base"
     if not (base / "manifest.json").exists():
         say("tokenizing every domain once (base)")

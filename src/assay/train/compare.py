@@ -204,10 +204,14 @@ def compare_runs(runs: Sequence[dict[str, Any]], names: Sequence[str],
             "verdicts": verdicts}
 
 
-def seeds_needed(mean: float, std: float) -> int:
-    """Seeds for a paired t interval (95%, t ~ 2) of the differences to exclude zero when the
-    difference is ``mean`` and its seed-to-seed deviation ``std``: n with 2 std / sqrt(n) < |mean|."""
-    return max(2, math.ceil((2.0 * std / abs(mean)) ** 2) + 1)
+def seeds_needed(mean: float, std: float, confidence: float = 0.95) -> int:
+    """Seeds for the paired t interval of the differences to exclude zero when the difference
+    is ``mean`` and its seed-to-seed deviation ``std``: the least n with
+    t(n - 1) std / sqrt(n) < |mean| (at most 100,000)."""
+    n = 2
+    while n < 100_000 and float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n) >= abs(mean):
+        n = n + 1 if n < 64 else int(n * 1.05) + 1
+    return n
 
 
 def verdict(name: str, base: str, d: dict[str, Any], confidence: float = 0.95) -> str:
@@ -223,7 +227,7 @@ def verdict(name: str, base: str, d: dict[str, Any], confidence: float = 0.95) -
         return f"{name} has {better} held-out loss than {base}: {mean:+.4f} nats/token ({interval})"
     if mean == 0 or d["std"] == 0:
         return f"{name} and {base} give the same held-out loss ({interval})"
-    need = seeds_needed(mean, d["std"])
+    need = seeds_needed(mean, d["std"], confidence)
     return (f"{name} and {base} cannot be told apart with {n} seeds: held-out loss {mean:+.4f} nats/token "
             f"({interval}, which includes zero); a difference this size needs about {need} seeds")
 
