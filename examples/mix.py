@@ -1,4 +1,4 @@
-"""A mixture search on the bundled sample, end to end: proxies on 24 mixtures
+"""A mixture search on the bundled sample, end to end: proxies on 48 mixtures
 (`assay mix search`), the mixing law and RegMix's regressor (`assay mix fit`), then the chosen
 mixture (the law's when its runs identify it, else RegMix's) against the natural
 (token-proportional) and the uniform one in `assay compare` with three seeds, on the target

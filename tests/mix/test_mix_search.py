@@ -44,7 +44,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _spec(path: Path, curated: Path, out: Path, **changes: str) -> Path:
     fields = {"mixtures": "5", "tokens": "4096", "max_epochs": "16", "target": "[python]",
-              "fraction": "0.1"} | changes
+              "fraction": "0.1", "workers": "1"} | changes
     path.write_text(f"""
 name: tiny-search
 output: "{out}"
@@ -59,6 +59,7 @@ target: {{domains: {fields['target']}}}
 proxy: {{model: 2x32, tokens: {fields['tokens']}, context: 32, batch_tokens: 256, lr: 0.01, seeds: [0]}}
 mixtures: {fields['mixtures']}
 max_epochs: {fields['max_epochs']}
+workers: {fields['workers']}
 """)
     return path
 
@@ -81,13 +82,14 @@ def test_search_trains_a_proxy_per_mixture_and_resumes(tmp_path: Path, curated: 
     unique = {d: base[d]["unique_tokens"] for d in runs.domains}
     assert runs.weights[0].tolist() == pytest.approx([unique[d] / sum(unique.values()) for d in runs.domains],
                                                      abs=1e-5)
-    # Killed after three proxies: the next run trains the other two only, to the same rows.
+    # Killed after three proxies: the next run (two worker processes) trains the other two
+    # only, to the same rows.
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:4]))
-    again = run_search(spec)
+    again = run_search(load_mix_spec(_spec(tmp_path / "spec.yaml", curated, out, workers="2")))
     with open(again, newline="") as f:
         redone = list(csv.DictReader(f))
-    assert [r["weight:python"] for r in redone] == [r["weight:python"] for r in rows]
-    assert [r["target"] for r in redone][:3] == [r["target"] for r in rows][:3]
+    same = ["mixture", "weight:python", "loss:fortunes", "loss:python", "loss:udhr", "target", "tokens"]
+    assert [[r[c] for c in same] for r in redone] == [[r[c] for c in same] for r in rows]
     other = load_mix_spec(_spec(tmp_path / "other.yaml", curated, out, mixtures="6"))
     with pytest.raises(MixError, match="holds a search of a different spec"):
         run_search(other)

@@ -89,7 +89,7 @@ def init_worker(context: WorkerContext, driver: int | None = None) -> None:
     keep the context, and load the steps' models once."""
     global _CONTEXT
     if driver is not None:
-        _die_with(driver)
+        die_with(driver)
     _CONTEXT = context
     run = RunContext(context.layout.root, context.run_id)
     for stage in context.stages:
@@ -107,7 +107,7 @@ def init_worker(context: WorkerContext, driver: int | None = None) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with(driver: int) -> None:
+def die_with(driver: int) -> None:
     """End this worker process when the driver process ``driver`` ends, however it ends."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)

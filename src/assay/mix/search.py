@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from assay.engine.worker import die_with
 from assay.io.ownership import claim_folder
 from assay.io.writers import append_csv_row, write_json
 from assay.mix.law import n_parameters
@@ -42,7 +46,10 @@ from assay.quantities import parse_count
 from assay.specfile import RecipeError, load_yaml, located_error
 
 Log = Callable[[str], None]
-CONCENTRATION = 4.0  # Dirichlet concentration per domain around the natural shares (RegMix's range)
+# Each mixture is a Dirichlet draw around the natural shares with its own concentration, drawn
+# log-uniformly from this range (per domain): RegMix varies it so that the proxies see both
+# mixtures near the natural one and far from it (a few domains dominating).
+CONCENTRATIONS = (0.1, 5.0)
 
 
 class _Strict(BaseModel):
@@ -86,6 +93,7 @@ class MixSpec(_Strict):
     target: TargetSpec
     proxy: ProxySpec = Field(default_factory=ProxySpec)
     mixtures: int = Field(16, ge=1, description="mixtures to train proxies on")
+    workers: int = Field(1, ge=1, description="proxies trained at once (a process each, one thread)")
     max_epochs: float = Field(16.0, gt=0, description="passes over a domain a proxy's mixture may ask")
 
     def proxy_tokens(self) -> int:
@@ -153,18 +161,22 @@ def _prepare_recipe(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
 
 def draw_mixtures(spec: MixSpec, unique: dict[str, float]) -> np.ndarray:
     """The spec's mixtures (rows, in the order of ``spec.domains``): the natural mixture
-    (token shares) first, then draws from a Dirichlet around it, each under the caps."""
+    (token shares) first, then draws from Dirichlets around it (each with a concentration of
+    its own, :data:`CONCENTRATIONS`), each under the caps."""
     domains = list(spec.domains)
     caps = caps_from_tokens(domains, unique, spec.proxy_tokens(), spec.max_epochs)
     natural = np.array([unique[d] for d in domains], dtype=np.float64)
     natural /= natural.sum()
     rng = np.random.default_rng(spec.seed)
     rows = [natural] if (natural <= caps + 1e-12).all() else []
-    for _ in range(1000):
+    low, high = np.log(CONCENTRATIONS[0]), np.log(CONCENTRATIONS[1])
+    for _ in range(100 * spec.mixtures):
         if len(rows) >= spec.mixtures:
             break
-        drawn = rng.dirichlet(np.maximum(natural * CONCENTRATION * len(domains), 0.3), 4 * spec.mixtures)
-        rows += [w for w in drawn if (w <= caps + 1e-12).all()][: spec.mixtures - len(rows)]
+        concentration = np.exp(rng.uniform(low, high)) * len(domains)
+        drawn = rng.dirichlet(np.maximum(natural * concentration, 1e-3))
+        if (drawn <= caps + 1e-12).all():
+            rows.append(drawn)
     if len(rows) < spec.mixtures:
         raise MixError(f"only {len(rows)} of {spec.mixtures} mixtures fit under the epoch caps: raise "
                        "max_epochs or lower proxy.tokens")
@@ -187,9 +199,10 @@ def run_search(spec: MixSpec, log: Log | None = None) -> Path:
 def _search(spec: MixSpec, out: Path, say: Log) -> Path:
     from assay.prepare.reader import Shards
 
-    # The runs in the table belong to one spec: resuming with another would mix them.
+    # The runs in the table belong to one spec (how many train at once aside): resuming with
+    # another would mix them.
     recorded = out / "spec.json"
-    mine = spec.model_dump(mode="json")
+    mine = spec.model_dump(mode="json", exclude={"workers"})
     if recorded.exists() and json.loads(recorded.read_text()) != mine:
         raise MixError(f"{out} holds a search of a different spec ({recorded}); choose another output")
     if not recorded.exists():
@@ -212,15 +225,28 @@ def _search(spec: MixSpec, out: Path, say: Log) -> Path:
     domains = list(spec.domains)
     columns = ["mixture", "seed", *(WEIGHT + d for d in domains), *(LOSS + d for d in domains),
                *COLUMNS_AFTER]
-    for k, weights in enumerate(mixtures):
-        mixture = dict(zip(domains, weights.tolist(), strict=True))
-        for seed in spec.proxy.seeds:
-            if (k, seed) in done:
-                continue
-            row = _train_proxy(spec, out, k, seed, mixture, tokenizer)
-            append_csv_row(csv_path, columns, row)
-            say(f"mixture {k} seed {seed}: target loss {row['target']}")
+    todo = [(k, seed, dict(zip(domains, weights.tolist(), strict=True)))
+            for k, weights in enumerate(mixtures) for seed in spec.proxy.seeds if (k, seed) not in done]
+    if spec.workers == 1 or len(todo) < 2:
+        rows: Any = (_train_proxy(spec, out, k, seed, mixture, tokenizer) for k, seed, mixture in todo)
+        for row in rows:
+            _record(csv_path, columns, row, say)
+        return csv_path
+    # Proxies in worker processes (spawned, bound to this process so none outlives it); rows
+    # are appended in mixture order, each as soon as those before it are in.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(spec.workers, mp_context=context, initializer=die_with,
+                             initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(_train_proxy, spec, out, k, seed, mixture, tokenizer)
+                   for k, seed, mixture in todo]
+        for future in futures:
+            _record(csv_path, columns, future.result(), say)
     return csv_path
+
+
+def _record(csv_path: Path, columns: list[str], row: dict[str, Any], say: Log) -> None:
+    append_csv_row(csv_path, columns, row)
+    say(f"mixture {row['mixture']} seed {row['seed']}: target loss {row['target']}")
 
 
 def _train_proxy(spec: MixSpec, out: Path, k: int, seed: int, mixture: dict[str, float],
