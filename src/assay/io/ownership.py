@@ -241,6 +241,11 @@ class _Lock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _holder(fd)
+                for _ in range(20):  # the holder writes who it is just after it locks: wait for it
+                    if holder:
+                        break
+                    time.sleep(0.05)
+                    holder = _holder(fd)
                 os.close(fd)
                 who = (f"PID {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
                        if holder else "another process")
