@@ -20,12 +20,12 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from assay.mix.runs import MixError
+from assay.scaling.fit import MAX_DECADES, RUNS_PER_PARAMETER
 
-# A parameter interval wider than this many orders of magnitude (k), or than this in
-# exponent units over the whole simplex (t), is not identified by the runs.
-MAX_K_DECADES = 2.0
+# The thresholds of an identified fit are the scaling fits' (runs per free parameter, orders
+# of magnitude a positive parameter's interval may span); an exponent's interval wider than
+# MAX_T_WIDTH over the whole simplex is not identified either.
 MAX_T_WIDTH = 10.0
-RUNS_PER_PARAMETER = 2  # below this many runs per free parameter, the fit warns
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,8 @@ def _problems(fit: LawFit, y: np.ndarray, n: int, p: int, constant: bool,
     intervals = fit.parameter_intervals()
     if intervals:
         k_lo, k_hi = intervals["k"]
-        if k_lo <= 0 or np.log10(k_hi / k_lo) > MAX_K_DECADES:
-            problems.append(f"k's interval [{k_lo:.3g}, {k_hi:.3g}] spans more than {MAX_K_DECADES:g} "
+        if k_lo <= 0 or np.log10(k_hi / k_lo) > MAX_DECADES:
+            problems.append(f"k's interval [{k_lo:.3g}, {k_hi:.3g}] spans more than {MAX_DECADES:g} "
                             "orders of magnitude")
         wide = [names[j] for j in range(len(law.t))
                 if intervals[f"t{j}"][1] - intervals[f"t{j}"][0] > MAX_T_WIDTH]

@@ -129,7 +129,8 @@ class GopherQuality(DocumentStep):
         # are a contiguous run of the table).
         words = WORDS.batch_table(texts)
         n_words = words.counts
-        firsts = np.minimum(words.doc_starts[:-1], max(len(words.length) - 1, 0))
+        doc_starts = words.doc_starts
+        firsts = np.minimum(doc_starts[:-1], max(len(words.length) - 1, 0))
 
         def per_doc(values: np.ndarray) -> np.ndarray:
             if not len(values):
@@ -164,7 +165,7 @@ class GopherQuality(DocumentStep):
             keys = words.h[0].astype(np.int64) * PRIMES[1] + words.h[1]
             hit = np.flatnonzero(np.isin(keys, stop_keys))
             which = np.searchsorted(stop_keys, keys[hit])  # index of the stop word
-            doc_of = np.searchsorted(words.doc_starts, hit, side="right") - 1
+            doc_of = np.searchsorted(doc_starts, hit, side="right") - 1
             present = np.bincount(doc_of * len(stop_keys) + which,
                                   minlength=n_docs * len(stop_keys))  # fmt: skip
             out["n_stop_words"][:] = (present.reshape(n_docs, len(stop_keys)) > 0).sum(axis=1)
