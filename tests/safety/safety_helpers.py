@@ -4,6 +4,10 @@ Every hostile run goes through :func:`assay`, which starts ``python -m assay`` a
 that nothing it printed is a traceback. :class:`Canaries` records files byte for byte
 before a run and checks them after it: the inputs, a folder beside the output, and the
 contents of a folder that is not assay's.
+
+With ``ASSAY_HOSTILE_LOG=FILE`` set, every hostile command and every canary check is also
+appended to FILE as a JSON line (test, command, exit code, the ``error:`` line; files checked,
+lost and changed), from which the closing table of the safety work is drawn.
 """
 
 from __future__ import annotations
@@ -49,8 +53,20 @@ def assay(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None
                           capture_output=True, text=True, cwd=cwd, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
     outcome = Outcome(proc.returncode, proc.stdout, proc.stderr)
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("error:")]
+    _log(command=[str(a) for a in args], code=outcome.code, error=errors[0] if errors else "",
+         traceback="Traceback" in outcome.output)
     assert "Traceback" not in outcome.output, outcome.output
     return outcome
+
+
+def _log(**record: object) -> None:
+    """Append one record to ``ASSAY_HOSTILE_LOG`` when it is set (see the module's text)."""
+    log = os.environ.get("ASSAY_HOSTILE_LOG")
+    if log:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"test": test, **record}) + "\n")
 
 
 def concurrently(*commands: Callable[[], Outcome]) -> list[Outcome]:
@@ -90,6 +106,7 @@ class Canaries:
         after = self._read()
         lost = sorted(str(p) for p in self.before if p not in after)
         changed = sorted(str(p) for p in self.before if p in after and after[p] != self.before[p])
+        _log(canaries=len(self.before), lost=len(lost), changed=len(changed))
         assert not lost and not changed, f"lost {lost}, changed {changed}"
 
 
