@@ -129,9 +129,9 @@ def test_ascii_infix_rules_equal_the_full_ones_on_ascii() -> None:
     from assay.text import spacy_rules as text
 
     pairs = [
-        (text._ALPHA, "A-Za-z"),
-        (text._ALPHA_LOWER, "a-z"),
-        (text._ALPHA_UPPER, "A-Z"),
+        (text.ALPHA_CHARS, "A-Za-z"),
+        (text.ALPHA_LOWER_CHARS, "a-z"),
+        (text.ALPHA_UPPER_CHARS, "A-Z"),
         (text._ICONS, None),
     ]
     for full, ascii_only in pairs:

@@ -24,19 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from assay.text.spacy_rules import (
-    _AFTER_DIGIT,
-    _AFTER_DIGIT_MAX,
-    _ALPHA,
-    _ALPHA_LOWER,
-    _ALPHA_UPPER,
-    _ICON_CHARS,
-    _MERGE_PAIRS,
-    _PREFIX_CHARS,
-    _QUOTES,
-    _SUFFIX_CHARS,
+    AFTER_DIGIT,
+    AFTER_DIGIT_MAX,
+    ALPHA_CHARS,
+    ALPHA_LOWER_CHARS,
+    ALPHA_UPPER_CHARS,
     EXCEPTIONS,
-    _dot_follows,
-    _url_match,
+    ICON_CHARS,
+    MERGE_PAIRS,
+    PREFIX_CHARS,
+    QUOTES,
+    SUFFIX_CHARS,
+    dot_follows,
+    url_match,
 )
 from assay.text.tables import PUNCTUATION_SET, SENTENCE_PUNCTUATION
 
@@ -70,7 +70,7 @@ def _is_url(chars: ctypes._Pointer, n: int) -> int:  # type: ignore[type-arg]
     if answer is None:
         if len(_URL_ANSWERS) >= _MAX_URL_ANSWERS:
             _URL_ANSWERS.clear()
-        answer = _URL_ANSWERS[text] = _url_match(text) is not None
+        answer = _URL_ANSWERS[text] = url_match(text) is not None
     return answer
 
 
@@ -135,15 +135,15 @@ def class_table(size: int = CLASSIFIED) -> np.ndarray:
     categories = "".join(c[0] for c in map(unicodedata.category, everything))
     table[np.frombuffer(categories.encode("ascii"), dtype=np.uint8) == ord("P")] |= P_CATEGORY
     for bit, chars in (
-        (PREFIX, _PREFIX_CHARS), (SUFFIX, _SUFFIX_CHARS), (PUNCT, PUNCTUATION_SET), (QUOTE, _QUOTES),
-        (ICON, _ICON_CHARS), (INFIX, ".…,-–—~:<>=/+*^"),
-        (PAIR_END, {a[-1] for a, _ in _MERGE_PAIRS}), (PAIR_START, {b[0] for _, b in _MERGE_PAIRS}),
+        (PREFIX, PREFIX_CHARS), (SUFFIX, SUFFIX_CHARS), (PUNCT, PUNCTUATION_SET), (QUOTE, QUOTES),
+        (ICON, ICON_CHARS), (INFIX, ".…,-–—~:<>=/+*^"),
+        (PAIR_END, {a[-1] for a, _ in MERGE_PAIRS}), (PAIR_START, {b[0] for _, b in MERGE_PAIRS}),
         (FINAL, SENTENCE_PUNCTUATION),
     ):  # fmt: skip
         table[[ord(c) for c in chars if len(c) == 1 and ord(c) < size]] |= bit
     for bit, pattern in (
-        (DOT_FOLLOWS, _dot_follows.__self__), (UPPER, re.compile(f"[{_ALPHA_UPPER}]")),
-        (S_ALPHA, re.compile(f"[{_ALPHA}]")), (S_LOWER, re.compile(f"[{_ALPHA_LOWER}]")),
+        (DOT_FOLLOWS, dot_follows.__self__), (UPPER, re.compile(f"[{ALPHA_UPPER_CHARS}]")),
+        (S_ALPHA, re.compile(f"[{ALPHA_CHARS}]")), (S_LOWER, re.compile(f"[{ALPHA_LOWER_CHARS}]")),
     ):  # fmt: skip
         table[_matches(pattern, everything)] |= bit
     return table
@@ -203,16 +203,16 @@ class _Rules:
 
     def __init__(self) -> None:
         self.classes = class_table()
-        arrays = _StringSet(EXCEPTIONS).arrays() + _StringSet(dict.fromkeys(_AFTER_DIGIT, ())).arrays()
+        arrays = _StringSet(EXCEPTIONS).arrays() + _StringSet(dict.fromkeys(AFTER_DIGIT, ())).arrays()
         self._keep = arrays  # the kernel reads them through the pointers below
         self.sets = (ctypes.c_void_p * 8)(*(a.ctypes.data for a in arrays))
         self.set_sizes = np.array([len(a) for a in arrays], dtype=np.int64)
-        self.pairs = np.unique(np.array([_pair_hash(a, b) for a, b in _MERGE_PAIRS], dtype=np.uint64))
+        self.pairs = np.unique(np.array([_pair_hash(a, b) for a, b in MERGE_PAIRS], dtype=np.uint64))
         assert _LIB is not None
         # The kernel's handle points into the arrays above, which this object keeps alive
         # (one per process, never freed).
         self.handle = _LIB.assay_rules_new(
-            self.classes, len(self.classes), self.sets, self.set_sizes, _AFTER_DIGIT_MAX,
+            self.classes, len(self.classes), self.sets, self.set_sizes, AFTER_DIGIT_MAX,
             self.pairs, len(self.pairs), _is_url,
         )  # fmt: skip
 

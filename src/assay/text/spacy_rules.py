@@ -64,19 +64,19 @@ _UNCASED = (
 _OTHER_LOWER = "ёа-яәөүҗңһα-ωάέίόώήύа-щюяіїєґѓѕјљњќѐѝ"
 _OTHER_UPPER = "ЁА-ЯӘӨҮҖҢҺΑ-ΩΆΈΊΌΏΉΎА-ЩЮЯІЇЄҐЃЅЈЉЊЌЀЍ"
 
-_ALPHA = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
-_ALPHA_LOWER = _latin("Ll") + _OTHER_LOWER + _UNCASED
-_ALPHA_UPPER = _latin("Lu") + _OTHER_UPPER + _UNCASED
+ALPHA_CHARS = _latin(None) + _OTHER_LOWER + _OTHER_UPPER + _UNCASED
+ALPHA_LOWER_CHARS = _latin("Ll") + _OTHER_LOWER + _UNCASED
+ALPHA_UPPER_CHARS = _latin("Lu") + _OTHER_UPPER + _UNCASED
 # spaCy lists the "So" (other symbol) code points of an older Unicode release.
 _BMP_AND_SMP = "".join(map(chr, range(0x20000)))
-_ICON_CHARS = frozenset(  # iterated in C: this runs in every worker process
+ICON_CHARS = frozenset(  # iterated in C: this runs in every worker process
     compress(_BMP_AND_SMP, map("So".__eq__, map(unicodedata.category, _BMP_AND_SMP)))
 )
-_ICONS = _ranges(map(ord, _ICON_CHARS))
+_ICONS = _ranges(map(ord, ICON_CHARS))
 
 # spaCy's affix tables (``lang/char_classes.py``, ``lang/punctuation.py``), unescaped.
 _PUNCT = "… …… , : ; ! ? ¿ ؟ ¡ ( ) [ ] { } < > _ # * & 。 ？ ！ ， 、 ； ： ～ · । ، ۔ ؛ ٪".split()
-_QUOTES = "' \" ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 〈 〉 ⟦ ⟧".split()
+QUOTES = "' \" ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 〈 〉 ⟦ ⟧".split()
 _CURRENCY = (
     "$ £ € ¥ ฿ US$ C$ A$ ₽ ﷼ ₴ ₠ ₡ ₢ ₣ ₤ ₥ ₦ ₧ ₨ ₩ ₪ ₫ € ₭ ₮ ₯ ₰ ₱ ₲ ₳ ₴ ₵ ₶ ₷ ₸ ₹ ₺ ₻ ₼ ₽ ₾ ₿"
 ).split()
@@ -92,19 +92,19 @@ _UNITS = (
 # before a digit. Suffixes: one of these characters, a run of 2+ dots, "……", "'s" (and
 # variants), a unit, a currency or "+" after a digit, or "." after a lower-case letter, a
 # digit or one of a few symbols, after two upper-case letters, or in "°C." and the like.
-_PREFIX_CHARS = (
-    frozenset(["§", "%", "=", "—", "–", *_PUNCT, "…", *_QUOTES, *_CURRENCY]) | _ICON_CHARS
+PREFIX_CHARS = (
+    frozenset(["§", "%", "=", "—", "–", *_PUNCT, "…", *QUOTES, *_CURRENCY]) | ICON_CHARS
 ) - {"……", "US$", "C$", "A$"}
-_SUFFIX_CHARS = (frozenset([*_PUNCT, "…", *_QUOTES, "—", "–"]) | _ICON_CHARS) - {"……"}
+SUFFIX_CHARS = (frozenset([*_PUNCT, "…", *QUOTES, "—", "–"]) | ICON_CHARS) - {"……"}
 _SUFFIX_PAIRS = frozenset(["'s", "'S", "’s", "’S", "……"])
-_AFTER_DIGIT = frozenset([*_UNITS, *_CURRENCY, "+"])
-_AFTER_DIGIT_MAX = max(map(len, _AFTER_DIGIT))
+AFTER_DIGIT = frozenset([*_UNITS, *_CURRENCY, "+"])
+AFTER_DIGIT_MAX = max(map(len, AFTER_DIGIT))
 _DIGITS = frozenset("0123456789")
 _digit_search = re.compile("[0-9]").search
-_dot_follows = re.compile(
-    "[0-9" + _ALPHA_LOWER + re.escape("%²-+|()?:" + "".join(_PUNCT) + "".join(_QUOTES)) + "]"
+dot_follows = re.compile(
+    "[0-9" + ALPHA_LOWER_CHARS + re.escape("%²-+|()?:" + "".join(_PUNCT) + "".join(QUOTES)) + "]"
 ).match
-_two_upper = re.compile(f"[{_ALPHA_UPPER}][{_ALPHA_UPPER}]").match
+_two_upper = re.compile(f"[{ALPHA_UPPER_CHARS}][{ALPHA_UPPER_CHARS}]").match
 
 _HYPHENS = "- – — -- --- —— ~"
 
@@ -151,26 +151,26 @@ def _ascii_infixes(alpha: str, lower: str, upper: str, quotes: str) -> re.Patter
 
 # The infix rules, and the same restricted to ASCII (much faster on ASCII strings).
 _infix_finditer = _infixes(
-    _ALPHA, _ALPHA_LOWER, _ALPHA_UPPER, _ICONS, re.escape("".join(_QUOTES))
+    ALPHA_CHARS, ALPHA_LOWER_CHARS, ALPHA_UPPER_CHARS, _ICONS, re.escape("".join(QUOTES))
 ).finditer
 _ascii_infix_finditer = _ascii_infixes(
-    "A-Za-z", "a-z", "A-Z", re.escape("".join(q for q in _QUOTES if q.isascii()))
+    "A-Za-z", "a-z", "A-Z", re.escape("".join(q for q in QUOTES if q.isascii()))
 ).finditer
 # A character an infix needs (or a symbol); strings without one cannot have an infix.
 _infix_char = re.compile(r"[.…,\-–—~:<>=/+*^]").search
 _ascii_infix_char = re.compile(r"[.,\-~:<>=/+*^]").search
 # What a URL needs: a dot before two lower-case letters (a TLD) or between digits (an IP).
-_url_possible = re.compile(rf"\.[{_ALPHA_LOWER}]{{2}}|[0-9]\.[0-9]").search
+_url_possible = re.compile(rf"\.[{ALPHA_LOWER_CHARS}]{{2}}|[0-9]\.[0-9]").search
 
 # spaCy's URL_MATCH (itself after https://gist.github.com/dperini/729294, MIT licence).
-_url_match = re.compile(
+url_match = re.compile(
     r"(?u)^(?:(?:[\w\+\-\.]{2,})://)?(?:\S+(?::\S*)?@)?(?:"
     r"(?!(?:10|127)(?:\.\d{1,3}){3})(?!(?:169\.254|192\.168)(?:\.\d{1,3}){2})"
     r"(?!172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})"
     r"(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}"
     r"(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4]))|"
     r"(?:(?:[A-Za-z0-9\u00a1-\uffff][A-Za-z0-9\u00a1-\uffff_-]{0,62})?[A-Za-z0-9\u00a1-\uffff]\.)+"
-    r"(?:[" + _ALPHA_LOWER + r"]{2,63}))(?::\d{2,5})?(?:[/?#]\S*)?$"
+    r"(?:[" + ALPHA_LOWER_CHARS + r"]{2,63}))(?::\d{2,5})?(?:[/?#]\S*)?$"
 ).match
 
 
@@ -294,7 +294,7 @@ EXCEPTIONS = _english_exceptions()
 def _find_prefix(string: str) -> int:
     """Length of the prefix spaCy's English rules split off ``string`` (0 if none)."""
     first = string[0]
-    if first in _PREFIX_CHARS:
+    if first in PREFIX_CHARS:
         return 1
     if first == ".":
         dots = len(string) - len(string.lstrip("."))
@@ -323,22 +323,22 @@ def _find_suffix(string: str) -> int:
         dots = n - len(string.rstrip("."))
         if dots > 1:
             return dots
-        if n > 1 and _dot_follows(string, n - 2):
+        if n > 1 and dot_follows(string, n - 2):
             return 1
         if n > 2 and (_two_upper(string, n - 3) or (string[-3] == "°" and string[-2] in "FfCcKk")):
             return 1
         return 0
-    best = 1 if last in _SUFFIX_CHARS else 0
+    best = 1 if last in SUFFIX_CHARS else 0
     if n > 1 and string[-2:] in _SUFFIX_PAIRS:
         best = 2
     # A unit, currency or "+" right after a digit: try each digit near the end, leftmost
     # (longest suffix) first. Most strings have no digit there: one search.
-    digit = _digit_search(string, max(0, n - _AFTER_DIGIT_MAX - 1), n - 1)
+    digit = _digit_search(string, max(0, n - AFTER_DIGIT_MAX - 1), n - 1)
     while digit is not None:
         at = digit.start()
         if n - at - 1 <= best:
             break
-        if string[at + 1 :] in _AFTER_DIGIT:
+        if string[at + 1 :] in AFTER_DIGIT:
             return n - at - 1
         digit = _digit_search(string, at + 1, n - 1)
     return best
@@ -388,8 +388,8 @@ def _split_chunk(chunk: str, specials: bool = True) -> list[str]:
             tokens.extend(exceptions[string])
         elif (
             not (_ascii_infix_char(string) if ascii else _infix_char(string))
-            and (ascii or _ICON_CHARS.isdisjoint(string))
-        ) or (_url_possible(string) and _url_match(string)):
+            and (ascii or ICON_CHARS.isdisjoint(string))
+        ) or (_url_possible(string) and url_match(string)):
             tokens.append(string)
         else:
             start = 0
@@ -423,7 +423,7 @@ def _merge_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 
 
 _MERGE = _merge_patterns()
-_MERGE_PAIRS = frozenset(pieces[:2] for patterns in _MERGE.values() for pieces, _ in patterns)
+MERGE_PAIRS = frozenset(pieces[:2] for patterns in _MERGE.values() for pieces, _ in patterns)
 
 
 def _merge_exceptions(tokens: list[str]) -> list[str]:
@@ -467,7 +467,7 @@ def _split_simple(chunk: str) -> list[str] | None:
     if len(chunk) < 2 or _find_prefix(chunk) > 1:
         return None
     first = chunk[0]
-    if first in _PREFIX_CHARS and _plain(chunk[1:]):  # "(word"
+    if first in PREFIX_CHARS and _plain(chunk[1:]):  # "(word"
         core = chunk[1:]
         return [first, *EXCEPTIONS.get(core, (core,))]
     if _find_suffix(chunk) != 1:
@@ -475,7 +475,7 @@ def _split_simple(chunk: str) -> list[str] | None:
     if _plain(chunk[:-1]):  # "word,"
         core = chunk[:-1]
         return [*EXCEPTIONS.get(core, (core,)), chunk[-1]]
-    if len(chunk) > 2 and first in _PREFIX_CHARS and _plain(chunk[1:-1]):  # "(word)"
+    if len(chunk) > 2 and first in PREFIX_CHARS and _plain(chunk[1:-1]):  # "(word)"
         if chunk[1:] in EXCEPTIONS or chunk[:-1] in EXCEPTIONS:
             return None
         core = chunk[1:-1]
@@ -492,7 +492,7 @@ def split_chunk(chunk: str) -> list[str]:
     tokens = _split_simple(chunk) if len(chunk) < 3 or chunk[1:-1].isalnum() else None
     if tokens is None:
         tokens = _split_chunk(chunk)
-    if len(tokens) > 1 and not _MERGE_PAIRS.isdisjoint(pairwise(tokens)):
+    if len(tokens) > 1 and not MERGE_PAIRS.isdisjoint(pairwise(tokens)):
         tokens = _merge_exceptions(tokens)
     return tokens
 
