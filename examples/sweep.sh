@@ -2,7 +2,8 @@
 # A scaling sweep on a CPU: 3 model sizes x 3 token budgets of tiny GPTs on the bundled
 # sample, each point with its Step Law learning rate and batch, fitted with `assay fit`.
 # One thread: tiny models gain nothing from a second one, and on a shared machine two threads
-# wait on each other. examples/sweep-runs.csv holds one run's results.
+# wait on each other. examples/sweep-runs.csv holds one run's results (from before the held-out
+# split grew from 10 documents to 40).
 set -euo pipefail
 ASSAY=${ASSAY:-.venv/bin/assay}
 [ -f out/dedup/manifest.json ] || $ASSAY run examples/dedup.yaml

@@ -4,6 +4,7 @@ timings and the executor, for the example recipes and the engine's kinds of step
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import shutil
@@ -151,3 +152,28 @@ def test_prepare_tokenizing_on_ray_writes_the_same_shards(
     manifests = [without_keys(json.loads((root / "manifest.json").read_text()), {"timings", "created"})
                  for root in shards.values()]
     assert manifests[0] == manifests[1]
+
+
+def test_mix_search_proxies_on_ray_give_the_same_rows(
+    cluster: RayCluster, tmp_path: Path, dedup_both_ways: tuple[Path, Path, Path]
+) -> None:
+    curated = dedup_both_ways[0]
+    rows = {}
+    for kind in ("local", "ray"):
+        spec = tmp_path / f"{kind}.yaml"
+        spec.write_text(yaml.safe_dump({
+            "name": "tiny-search", "output": str(tmp_path / kind), "seed": 0,
+            "domains": {"fortunes": {"path": str(curated), "select": ["fortunes"]},
+                        "python": {"path": str(curated), "select": ["python3.11-doc"]},
+                        "udhr": {"path": str(curated), "select": ["udhr2 (nltk_data)"]}},
+            "tokenizer": {"train": {"vocab_size": 512}},
+            "heldout": {"fraction": 0.1, "max_documents": 4},
+            "target": {"domains": ["python"]},
+            "proxy": {"model": "2x32", "tokens": 4096, "context": 32, "batch_tokens": 256, "lr": 0.01},
+            "mixtures": 5, "max_epochs": 16}, sort_keys=False))
+        args = ["--executor", "ray", "--address", cluster.address] if kind == "ray" else []
+        outcome = cluster.assay("mix", "search", spec, *args)
+        assert outcome.code == 0, outcome.output
+        with open(tmp_path / kind / "runs.csv", newline="") as f:
+            rows[kind] = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+    assert len(rows["local"]) == 5 and rows["ray"] == rows["local"]

@@ -90,6 +90,15 @@ def test_search_trains_a_proxy_per_mixture_and_resumes(tmp_path: Path, curated: 
         redone = list(csv.DictReader(f))
     same = ["mixture", "weight:python", "loss:fortunes", "loss:python", "loss:udhr", "target", "tokens"]
     assert [[r[c] for c in same] for r in redone] == [[r[c] for c in same] for r in rows]
+    # Killed after the proxies trained but before their rows were written (a search on Ray
+    # writes them together): the finished run folders are taken as they are, not retrained.
+    checkpoints = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/checkpoint.safetensors")}
+    assert len(checkpoints) == 5
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+    taken = run_search(load_mix_spec(_spec(tmp_path / "spec.yaml", curated, out)))
+    with open(taken, newline="") as f:
+        assert [[r[c] for c in same] for r in csv.DictReader(f)] == [[r[c] for c in same] for r in rows]
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints
     other = load_mix_spec(_spec(tmp_path / "other.yaml", curated, out, mixtures="6"))
     with pytest.raises(MixError, match="holds a search of a different spec"):
         run_search(other)

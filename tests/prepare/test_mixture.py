@@ -16,6 +16,7 @@ from assay.prepare.mixture import (
     check_repetition,
     draw_documents,
     effective_data,
+    heldout_too_small,
     plan_targets,
     repeated_token_value,
 )
@@ -126,3 +127,13 @@ def test_draw_meets_targets_within_tolerance(sizes: list[int], fractions: list[f
     # Copies of a document never outnumber the passes the stream has started.
     counts = np.bincount(np.concatenate([d.docs for d in draws]), minlength=lengths.size)
     assert counts.max() - counts.min() <= 2
+
+
+def test_a_held_out_split_too_small_to_score_is_named() -> None:
+    assert heldout_too_small(40, 50_000, {"web": 20, "code": 20}) == []
+    (total,) = heldout_too_small(1, 104, {"web": 1})[:1]
+    assert "104 tokens in 1 document(s)" in total
+    assert len(heldout_too_small(1, 104, {"web": 1})) == 2  # the split, and the source
+    assert len(heldout_too_small(30, 9_000, {"web": 30})) == 1  # enough documents, few tokens
+    (few,) = heldout_too_small(40, 50_000, {"web": 37, "code": 3})
+    assert "code (3)" in few and "web" not in few

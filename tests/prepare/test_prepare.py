@@ -197,6 +197,16 @@ def test_empty_documents_are_refused_or_skipped(
     assert any("skipped 1 empty" in w for w in result.warnings)
 
 
+def test_a_held_out_split_too_small_to_score_is_warned_about(
+        tmp_path: Path, sample_docs: list[dict[str, Any]], tokenizer_file: Path) -> None:
+    folder = write_curated(tmp_path / "curated", sample_docs[:40], parts=1)
+    recipe = BASE.format(tok=tokenizer_file) + f'input: "{folder}"\n'
+    small = run(tmp_path, recipe + "heldout: {fraction: 0.1, max_documents: 2}\n")
+    assert small.manifest["heldout"]["documents"] == 2
+    assert any("too few to score" in w for w in small.warnings), small.warnings
+    assert small.manifest["warnings"] == small.warnings
+
+
 def test_bad_inputs_fail_with_clear_messages(tmp_path: Path, curated: Path, tokenizer_file: Path) -> None:
     with pytest.raises(TokenizerError, match="tokenizer file not found"):
         run(tmp_path, BASE.format(tok=tmp_path / "missing.json") + f'input: "{curated}"\n')

@@ -46,6 +46,9 @@ def test_the_verdict_says_whether_the_seeds_tell_the_recipes_apart() -> None:
     assert "cannot be told apart with 3 seeds" in unclear and "which includes zero" in unclear
     assert "needs about" in unclear
     assert "run at least 3 seeds" in verdict("B", "A", paired_difference([3.0], [2.9]))
+    on_source = verdict("B", "A", paired_difference([3.0, 3.1, 3.2], [2.9, 3.0, 3.1]), metric="bpb:guide")
+    assert on_source.startswith("B has lower (better) held-out bits per byte on guide than A: "
+                                "-0.1000 bits/byte")
     # A difference of one deviation needs 7 seeds (t(6) 0.1 / sqrt(7) < 0.1); of a tenth of one, ~400.
     assert seeds_needed(0.1, 0.1) == 7 and 380 < seeds_needed(0.01, 0.1) < 420
 
@@ -68,6 +71,7 @@ def test_compare_two_identical_recipes(tmp_path: Path, shards: Path, curated_sma
         assert d["significant"] is False
     assert result["verdicts"] == ["small#2 and small give the same held-out loss (95% interval "
                                   "+0.0000 to +0.0000, 3 seeds)"]
+    assert result["verdict_metric"] == "loss"
     s = result["summaries"]["small"]["loss"]
     assert s["n"] == 3 and s["std"] > 0 and s["low"] < s["mean"] < s["high"]  # seeds differ
     assert plot.stat().st_size > 1000 and (out / "compare.json").is_file()
@@ -87,6 +91,11 @@ def test_compare_scores_no_model_on_its_training_data(tmp_path: Path, shards: Pa
     r = runner.invoke(app, ["compare", str(bare), str(shards), "--seeds", "1", "--out", str(tmp_path / "x"),
                             *TINY])
     assert r.exit_code == 2 and "no held-out split" in r.output
+    # A verdict on a source the held-out set does not have is refused before any training.
+    r = runner.invoke(app, ["compare", str(shards), str(other), "--seeds", "1", "--metric", "bpb:books",
+                            "--out", str(tmp_path / "y"), *TINY])
+    assert r.exit_code == 2 and "no metric 'bpb:books' to judge by" in r.output
+    assert not (tmp_path / "y" / "compare.json").exists() and not list((tmp_path / "y").glob("*/seed-*"))
 
 
 def test_sweep_writes_runs_for_assay_fit_and_skips_finished_points(tmp_path: Path, shards: Path) -> None:

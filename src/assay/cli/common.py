@@ -15,7 +15,7 @@ import enum
 import errno
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from rich.text import Text
 
 from assay.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, AssayError
 from assay.report.terminal import InertConsole, inert
+
+if TYPE_CHECKING:
+    from assay.engine.settings import RaySettings
 
 __all__ = ["InertConsole", "console", "errors", "fail", "guarded", "inert", "label", "warn"]
 
@@ -35,6 +38,15 @@ class ExecutorKind(enum.StrEnum):
 
     local = "local"
     ray = "ray"
+
+
+def ray_settings(executor: ExecutorKind, address: str | None) -> RaySettings | None:
+    """The Ray settings ``--executor`` and ``--address`` ask for (None: run here)."""
+    if address is not None and executor != ExecutorKind.ray:
+        raise fail("--address needs the ray executor (--executor ray)")
+    from assay.engine.settings import RaySettings  # the engine's settings, not needed by every verb
+
+    return RaySettings(address or "auto") if executor == ExecutorKind.ray else None
 
 
 def label(kind: str, message: str, style: str) -> Text:

@@ -12,7 +12,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from assay.cli.common import console, fail, guarded, inert, warn
+from assay.cli.common import ExecutorKind, console, fail, guarded, inert, ray_settings, warn
 from assay.io.ownership import YAML_MARK, check_file_output
 from assay.io.writers import write_bytes
 from assay.prepare.mixture import DEFAULT_MAX_EPOCHS
@@ -195,16 +195,22 @@ def _print(report: dict[str, Any]) -> None:
 def search_command(
     spec_file: Annotated[Path, typer.Argument(
         help="the search's spec (YAML): domains, target, proxy, mixtures")],
+    executor: Annotated[ExecutorKind, typer.Option(
+        help="train the proxies here (local) or as Ray tasks on a cluster (ray)")] = ExecutorKind.local,
+    address: Annotated[str | None, typer.Option(
+        help="with --executor ray: auto, local, HOST:PORT or ray://HOST:PORT")] = None,
 ) -> None:
     """Train a small proxy on each of the spec's mixtures (the natural one, then draws around
     it under the epoch caps; RegMix, Liu et al. 2024) and append each one's weights and
     held-out losses to OUTPUT/runs.csv for `assay mix fit`. Run again, it skips the proxies
-    already there.
+    already there. With `--executor ray` the proxies are Ray tasks of one CPU each (the
+    output must be on storage every node sees); the rows are the same.
 
     Example: assay mix search examples/mix-search.yaml && assay mix fit out/mix/runs.csv --optimize
     """
     from assay.mix.search import load_mix_spec, run_search
 
+    ray = ray_settings(executor, address)
     spec = load_mix_spec(spec_file)
-    csv_path = run_search(spec, log=lambda message: console.print(inert(message)))
+    csv_path = run_search(spec, log=lambda message: console.print(inert(message)), ray=ray)
     console.print(inert(f"runs: {csv_path} (next: assay mix fit {csv_path} --optimize)"))

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.common import ExecutorKind, console, fail, guarded
-from assay.engine.settings import RaySettings
+from assay.cli.common import ExecutorKind, console, fail, guarded, ray_settings
 from assay.prepare.inspection import print_inspection
 from assay.prepare.reader import Shards
 from assay.prepare.recipe import load_prepare_recipe
@@ -51,9 +50,7 @@ def prepare_command(
         return
     assert recipe is not None
     spec = load_prepare_recipe(recipe)
-    if address is not None and executor != ExecutorKind.ray:
-        raise fail("--address needs the ray executor (--executor ray)")
-    ray = RaySettings(address or "auto") if executor == ExecutorKind.ray else None
+    ray = ray_settings(executor, address)
     result = prepare(spec, force=force, overwrite=overwrite, resume=resume, dry_run=dry_run,
                      log=console.print, ray=ray)
     m = result.manifest

@@ -198,6 +198,8 @@ def compare_command(
                                                      "(default: the first recipe's)")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of the loss curves (needs the plot extra)")] = None,
     confidence: Annotated[float, typer.Option(help="coverage of the intervals")] = 0.95,
+    metric: Annotated[str, typer.Option(help="what the verdicts judge by: loss, bpb, or bpb:SOURCE "
+                                        "(one source's held-out bits per byte)")] = "loss",
     model: Model = "tiny", context: Context = None, tokens: Tokens = None, batch_tokens: BatchTokens = None,
     micro_batch_tokens: MicroBatch = None, lr: Lr = None, schedule: ScheduleOpt = "cosine",
     warmup: Warmup = 0.05, mlp: Mlp = "gelu", positions: Positions = "rope", packing: PackingOpt = "concat",
@@ -229,7 +231,7 @@ def compare_command(
     def work(bars: _Bars) -> dict[str, Any]:
         resolved = resolve_recipes(recipes, log=lambda m: bars.progress.console.print(m))
         return run_compare(resolved, base, seeds, out, eval_shards, confidence,
-                           callback=lambda name, s, r: bars(f"{name} seed {s}", r))
+                           callback=lambda name, s, r: bars(f"{name} seed {s}", r), metric=metric)
 
     result = _run(work)
     curves = result.pop("curves")

@@ -13,10 +13,14 @@ loss needs. Here:
 3. each mixture is prepared with the base tokenizer and the same held-out split
    (``OUT/mixtures/K``), a proxy is trained on it per seed (``OUT/runs/K-sSEED``), and a row
    is appended to ``OUT/runs.csv``: weights, held-out loss per domain, the target loss (the
-   held-out loss over the target domains' documents), tokens, seconds.
+   held-out loss over the target domains' documents), tokens, and the proxy's training
+   seconds.
 
-Run again, the search skips the proxies already in ``runs.csv`` (a killed search goes on with
-the proxies that finished). Everything a search cannot do is refused before any proxy trains.
+Proxies train ``workers`` at a time in processes here, or, given Ray settings, as Ray tasks
+on a cluster (one CPU each; the output must be storage every node sees). Run again, the
+search skips the proxies already in ``runs.csv`` and takes a proxy whose run folder finished
+as it is (a killed search goes on with the proxies that finished). Everything a search cannot
+do is refused before any proxy trains.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ import csv
 import json
 import multiprocessing
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,6 +48,9 @@ from assay.prepare import prepare
 from assay.prepare.recipe import HeldoutSpec, PrepareRecipe, TokenizerSpec
 from assay.quantities import parse_count
 from assay.specfile import RecipeError, load_yaml, located_error
+
+if TYPE_CHECKING:
+    from assay.engine.settings import RaySettings
 
 Log = Callable[[str], None]
 # Each mixture is a Dirichlet draw around the natural shares with its own concentration, drawn
@@ -186,17 +193,18 @@ def draw_mixtures(spec: MixSpec, unique: dict[str, float]) -> np.ndarray:
 COLUMNS_AFTER = ("target", "tokens", "seconds")
 
 
-def run_search(spec: MixSpec, log: Log | None = None) -> Path:
-    """Train the spec's proxies (those not in ``OUT/runs.csv`` yet); the CSV's path."""
+def run_search(spec: MixSpec, log: Log | None = None, ray: RaySettings | None = None) -> Path:
+    """Train the spec's proxies (those not in ``OUT/runs.csv`` yet), here or, with ``ray``,
+    as Ray tasks; the CSV's path."""
     say = log or (lambda _msg: None)
     out = Path(spec.output)
     inputs = [s.path for s in spec.domains.values()]
     inputs += [spec.tokenizer.path] if spec.tokenizer.path else []
     with claim_folder(str(out), "mix", inputs=inputs):
-        return _search(spec, out, say)
+        return _search(spec, out, say, ray)
 
 
-def _search(spec: MixSpec, out: Path, say: Log) -> Path:
+def _search(spec: MixSpec, out: Path, say: Log, ray: RaySettings | None) -> Path:
     from assay.prepare.reader import Shards
 
     # The runs in the table belong to one spec (how many train at once aside): resuming with
@@ -227,10 +235,20 @@ def _search(spec: MixSpec, out: Path, say: Log) -> Path:
                *COLUMNS_AFTER]
     todo = [(k, seed, dict(zip(domains, weights.tolist(), strict=True)))
             for k, weights in enumerate(mixtures) for seed in spec.proxy.seeds if (k, seed) not in done]
-    if spec.workers == 1 or len(todo) < 2:
-        rows: Any = (_train_proxy(spec, out, k, seed, mixture, tokenizer) for k, seed, mixture in todo)
+    if ray is not None and todo:
+        from assay.engine.ray import RayExecutor
+
+        executor = RayExecutor(None, ray)
+        try:  # rows come back together; the proxies' finished run folders make it resumable
+            rows = executor.map(partial(_train_proxy_job, spec, out, tokenizer), todo)
+        finally:
+            executor.close()
         for row in rows:
             _record(csv_path, columns, row, say)
+        return csv_path
+    if spec.workers == 1 or len(todo) < 2:
+        for k, seed, mixture in todo:
+            _record(csv_path, columns, _train_proxy(spec, out, k, seed, mixture, tokenizer), say)
         return csv_path
     # Proxies in worker processes (spawned, bound to this process so none outlives it); rows
     # are appended in mixture order, each as soon as those before it are in.
@@ -249,10 +267,20 @@ def _record(csv_path: Path, columns: list[str], row: dict[str, Any], say: Log) -
     say(f"mixture {row['mixture']} seed {row['seed']}: target loss {row['target']}")
 
 
+def _train_proxy_job(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
+                     job: tuple[int, int, dict[str, float]]) -> dict[str, Any]:
+    """:func:`_train_proxy` of one ``(mixture, seed, weights)``, as a Ray task calls it."""
+    k, seed, mixture = job
+    return _train_proxy(spec, out, k, seed, mixture, tokenizer)
+
+
 def _train_proxy(spec: MixSpec, out: Path, k: int, seed: int, mixture: dict[str, float],
                  tokenizer: TokenizerSpec) -> dict[str, Any]:
-    """Prepare mixture ``k`` (once) and train its proxy with ``seed``: its row of runs.csv."""
+    """Prepare mixture ``k`` (once) and train its proxy with ``seed``: its row of runs.csv. A
+    run folder that holds the proxy's checkpoint is resumed from it (a finished run gives its
+    saved result again)."""
     from assay.prepare.reader import Shards
+    from assay.train.checkpoint import FILE as CHECKPOINT
     from assay.train.trainer import TrainConfig, Trainer
 
     folder = out / "mixtures" / str(k)
@@ -262,15 +290,17 @@ def _train_proxy(spec: MixSpec, out: Path, k: int, seed: int, mixture: dict[str,
     config = TrainConfig(shards=str(folder), out=str(out / "runs" / f"{k}-s{seed}"), model=proxy.model,
                          tokens=spec.proxy_tokens(), context=proxy.context, seed=seed, lr=proxy.lr,
                          batch_tokens=proxy.batch_tokens, threads=proxy.threads, precision="fp32")
-    started = time.perf_counter()
-    result = Trainer(config, shards=Shards(folder)).train()
+    trainer = Trainer(config, shards=Shards(folder))
+    if (Path(config.out) / CHECKPOINT).exists():
+        trainer.resume()
+    result = trainer.train()
     sources = result["heldout"]["sources"]
     target = (sum(sources[d]["loss"] * sources[d]["tokens"] for d in spec.target.domains)
               / sum(sources[d]["tokens"] for d in spec.target.domains))
     return {"mixture": k, "seed": seed, **{WEIGHT + d: f"{w:.6f}" for d, w in mixture.items()},
             **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in mixture if d in sources},
             "target": f"{target:.6f}", "tokens": result["tokens"],
-            "seconds": f"{time.perf_counter() - started:.1f}"}
+            "seconds": f"{result['train_seconds']:.1f}"}
 
 
 def _done(path: Path) -> set[tuple[int, int]]:

@@ -28,6 +28,13 @@ from assay.scaling.published import MUENNIGHOFF_R_D
 REPETITION_DECAY = MUENNIGHOFF_R_D
 # Up to ~4 epochs, repeated tokens are about as valuable as unique ones (Muennighoff et al. 2023).
 WARN_EPOCHS = 4.0
+# A held-out loss is a mean over documents whose losses differ by far more than the recipes
+# being compared: with fewer documents (or tokens) than these, which documents the seed drew
+# moves the score more than the data does. Per source, fewer than MIN_SOURCE_DOCUMENTS makes a
+# per-source loss (a mixture search's target) a reading of a handful of texts.
+MIN_HELDOUT_DOCUMENTS = 20
+MIN_HELDOUT_TOKENS = 10_000
+MIN_SOURCE_DOCUMENTS = 5
 # Default cap: ~1 + R_D*, where an extra repeated token is worth e^-1 of a fresh one.
 DEFAULT_MAX_EPOCHS = 16.0
 
@@ -337,3 +344,20 @@ def heldout_documents(n_documents: int, fraction: float, rng: np.random.Generato
         k = min(k, max_documents)
     k = min(k, n_documents - 1)
     return np.sort(rng.choice(n_documents, size=k, replace=False)).astype(np.int64)
+
+
+def heldout_too_small(documents: int, tokens: int, per_source: dict[str, int]) -> list[str]:
+    """Warnings for a held-out split too small to score a model on: ``documents`` and
+    ``tokens`` in all, ``per_source`` the documents each source gives."""
+    warnings = []
+    if documents < MIN_HELDOUT_DOCUMENTS or tokens < MIN_HELDOUT_TOKENS:
+        warnings.append(f"held-out split: {tokens:,} tokens in {documents:,} document(s) is too few to score a "
+                        f"model on (fewer than {MIN_HELDOUT_DOCUMENTS} documents or {MIN_HELDOUT_TOKENS:,} "
+                        "tokens: which documents were drawn moves the loss more than the data does); raise "
+                        "heldout.fraction or max_documents, or score on a bigger split with --eval")
+    few = sorted(name for name, n in per_source.items() if n < MIN_SOURCE_DOCUMENTS)
+    if few:
+        warnings.append(f"held-out split: fewer than {MIN_SOURCE_DOCUMENTS} documents of "
+                        + ", ".join(f"{name} ({per_source[name]})" for name in few)
+                        + ": a loss on one of these sources alone is a reading of a handful of texts")
+    return warnings

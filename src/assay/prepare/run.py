@@ -36,6 +36,7 @@ from assay.prepare.mixture import (
     check_repetition,
     draw_documents,
     effective_data,
+    heldout_too_small,
     plan_targets,
     repeated_token_value,
 )
@@ -254,6 +255,10 @@ def _prepare(recipe: PrepareRecipe, out: Path, *, force: bool, say: Log, ray: Ra
                         mixture.sources[s.name].max_epochs or mixture.max_epochs)
              for i, s in enumerate(sources)]
     warnings += check_repetition(plans, force=force)
+    if held:
+        held_lengths = held_tokenized.lengths
+        warnings += heldout_too_small(int(held_lengths.size), int(held_lengths.sum()),
+                                      {s.name: s.n_documents for s in held})
     for w in warnings:
         say(f"warning: {w}")
 

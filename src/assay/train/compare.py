@@ -133,26 +133,31 @@ def shared_eval_set(recipes: Sequence[Recipe], context: int, eval_shards: str | 
 
 def run_compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: str | Path,
                 eval_shards: str | Path | None = None, confidence: float = 0.95,
-                callback: Callback | None = None) -> dict[str, Any]:
+                callback: Callback | None = None, metric: str = "loss") -> dict[str, Any]:
     """Train ``base`` on every recipe for seeds ``base.seed .. base.seed + seeds - 1``; return
     (and write to ``OUT/compare.json``) per-run metrics, per-recipe summaries and the paired
     differences of every recipe against the first; ``curves`` (also ``OUT/curves.json``)
-    holds each run's logged training and held-out losses."""
+    holds each run's logged training and held-out losses. The verdicts judge by ``metric``:
+    ``loss``, ``bpb`` or ``bpb:SOURCE``."""
     if len(recipes) < 2 or seeds < 1:
         raise TrainError("compare needs at least two recipes and one seed")
     out = Path(out)
     sources = [str(r.shards) for r in recipes] + ([str(eval_shards)] if eval_shards else [])
     with claim_folder(str(out), "compare", inputs=sources):
-        return _compare(recipes, base, seeds, out, eval_shards, confidence, callback)
+        return _compare(recipes, base, seeds, out, eval_shards, confidence, callback, metric)
 
 
 def _compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: Path,
-             eval_shards: str | Path | None, confidence: float, callback: Callback | None) -> dict[str, Any]:
+             eval_shards: str | Path | None, confidence: float, callback: Callback | None,
+             metric: str) -> dict[str, Any]:
     context = base.context or int(Shards(recipes[0].shards).manifest["packing"]["context"])
     if base.tokens is None:  # the same budget for every recipe: what the smallest one holds
         base = replace(base, tokens=min(phase_tokens(Shards(r.shards), base.phases or Shards(r.shards).phases)
                                         for r in recipes))
     data, eval_note = shared_eval_set(recipes, context, eval_shards, base.eval_documents)
+    metrics = ["loss", "bpb", *(f"bpb:{name}" for name in sorted(data.documents))]
+    if metric not in metrics:  # found out before any training, not after it
+        raise TrainError(f"no metric {metric!r} to judge by: the held-out set gives {', '.join(metrics)}")
     runs: list[dict[str, Any]] = []
     curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for seed in range(base.seed, base.seed + seeds):
@@ -177,16 +182,16 @@ def _compare(recipes: Sequence[Recipe], base: TrainConfig, seeds: int, out: Path
             curves.setdefault(r.name, {})[seed] = [x for x in records if x["kind"] in ("train", "eval")]
     result = {"recipes": [{"name": r.name, "shards": str(r.shards)} for r in recipes], "seeds": seeds,
               "confidence": confidence, "eval": eval_note, "config": base.to_dict(), "runs": runs,
-              **compare_runs(runs, [r.name for r in recipes], confidence)}
+              **compare_runs(runs, [r.name for r in recipes], confidence, metric)}
     write_json(str(out / "compare.json"), result)
     write_json(str(out / "curves.json"), curves)
     return {**result, "curves": curves}
 
 
 def compare_runs(runs: Sequence[dict[str, Any]], names: Sequence[str],
-                 confidence: float = 0.95) -> dict[str, Any]:
-    """Per-recipe summaries of ``loss``, ``bpb`` and each source's bpb, and paired differences
-    against the first recipe (runs matched by seed)."""
+                 confidence: float = 0.95, metric: str = "loss") -> dict[str, Any]:
+    """Per-recipe summaries of ``loss``, ``bpb`` and each source's bpb, paired differences
+    against the first recipe (runs matched by seed), and the verdicts on ``metric``."""
     by = {n: sorted((r for r in runs if r["recipe"] == n), key=lambda r: r["seed"]) for n in names}
     metrics = ["loss", "bpb", *[f"bpb:{s}" for s in sorted({s for r in runs for s in r["sources"]})]]
 
@@ -199,9 +204,11 @@ def compare_runs(runs: Sequence[dict[str, Any]], names: Sequence[str],
     base = names[0]
     differences = {n: {m: paired_difference(values(base, m), values(n, m), confidence) for m in metrics}
                    for n in names[1:]}
-    verdicts = [verdict(n, base, differences[n]["loss"], confidence) for n in names[1:]]
+    if metric not in metrics:
+        raise TrainError(f"no metric {metric!r} to judge by: the runs have {', '.join(metrics)}")
+    verdicts = [verdict(n, base, differences[n][metric], confidence, metric) for n in names[1:]]
     return {"metrics": metrics, "summaries": summaries, "differences": differences, "baseline": base,
-            "verdicts": verdicts}
+            "verdict_metric": metric, "verdicts": verdicts}
 
 
 def seeds_needed(mean: float, std: float, confidence: float = 0.95) -> int:
@@ -214,22 +221,33 @@ def seeds_needed(mean: float, std: float, confidence: float = 0.95) -> int:
     return n
 
 
-def verdict(name: str, base: str, d: dict[str, Any], confidence: float = 0.95) -> str:
-    """The comparison of recipe ``name`` with ``base`` on held-out loss, in words: the
-    difference, its interval, and whether the seeds suffice to tell the two apart."""
+def verdict(name: str, base: str, d: dict[str, Any], confidence: float = 0.95, metric: str = "loss") -> str:
+    """The comparison of recipe ``name`` with ``base`` on ``metric`` (held-out loss, bits per
+    byte, or one source's bits per byte: ``bpb:SOURCE``), in words: the difference, its
+    interval, and whether the seeds suffice to tell the two apart."""
+    what, unit = _metric_words(metric)
     mean, n, level = d["mean"], d["n"], f"{confidence:.0%}"
     if d["low"] is None or d["high"] is None:
-        return (f"{name} - {base}: held-out loss {mean:+.4f} nats/token from one seed, with no interval: "
+        return (f"{name} - {base}: {what} {mean:+.4f} {unit} from one seed, with no interval: "
                 "run at least 3 seeds to tell the recipes apart")
     interval = f"{level} interval {d['low']:+.4f} to {d['high']:+.4f}, {n} seeds"
     if d["significant"]:
         better = "lower (better)" if mean < 0 else "higher (worse)"
-        return f"{name} has {better} held-out loss than {base}: {mean:+.4f} nats/token ({interval})"
+        return f"{name} has {better} {what} than {base}: {mean:+.4f} {unit} ({interval})"
     if mean == 0 or d["std"] == 0:
-        return f"{name} and {base} give the same held-out loss ({interval})"
+        return f"{name} and {base} give the same {what} ({interval})"
     need = seeds_needed(mean, d["std"], confidence)
-    return (f"{name} and {base} cannot be told apart with {n} seeds: held-out loss {mean:+.4f} nats/token "
+    return (f"{name} and {base} cannot be told apart with {n} seeds: {what} {mean:+.4f} {unit} "
             f"({interval}, which includes zero); a difference this size needs about {need} seeds")
+
+
+def _metric_words(metric: str) -> tuple[str, str]:
+    """What a metric is called in a sentence, and its unit."""
+    if metric == "loss":
+        return "held-out loss", "nats/token"
+    if metric == "bpb":
+        return "held-out bits per byte", "bits/byte"
+    return f"held-out bits per byte on {metric.removeprefix('bpb:')}", "bits/byte"
 
 
 def plot_curves(curves: dict[str, dict[int, list[dict[str, Any]]]], path: str | Path) -> Path:
