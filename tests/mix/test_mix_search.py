@@ -107,6 +107,44 @@ def test_search_trains_a_proxy_per_mixture_and_resumes(tmp_path: Path, curated: 
     assert "held-out runs (5-fold)" in result.output
 
 
+def _text_target_spec(path: Path, curated: Path, out: Path, target: str) -> Path:
+    path.write_text(f"""
+name: text-target
+output: "{out}"
+domains:
+  fortunes: {{path: "{curated}", select: [fortunes]}}
+  udhr: {{path: "{curated}", select: ["udhr2 (nltk_data)"]}}
+tokenizer: {{train: {{vocab_size: 512}}}}
+heldout: {{fraction: 0.1, max_documents: 4}}
+target: {target}
+proxy: {{model: 2x32, tokens: 4096, context: 32, batch_tokens: 256, lr: 0.01}}
+mixtures: 5
+max_epochs: 16
+""")
+    return path
+
+
+def test_a_target_text_no_proxy_trains_on(tmp_path: Path, curated: Path) -> None:
+    out = tmp_path / "mix"
+    target = f'{{text: {{path: "{curated}", select: [python3.11-doc]}}}}'
+    path = run_search(load_mix_spec(_text_target_spec(tmp_path / "spec.yaml", curated, out, target)))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and all(float(r["target"]) > 0 for r in rows)
+    # The target is the python documentation, tokenized once with the base's tokenizer; no
+    # mixture trains on it, and its loss is neither domain's.
+    shards = orjson.loads((out / "target" / "manifest.json").read_bytes())
+    python = pq.read_table(curated / "data").column("source").to_pylist().count("python3.11-doc")
+    assert list(shards["sources"]) == ["target"] and shards["sources"]["target"]["documents"] == python
+    assert shards["tokenizer"]["sha256"] == orjson.loads((out / "base" / "manifest.json").read_bytes())[
+        "tokenizer"]["sha256"]
+    assert all(r["target"] not in (r["loss:fortunes"], r["loss:udhr"]) for r in rows)
+    # Run again: every proxy is in the table, nothing is trained or tokenized again.
+    stamp = (out / "target" / "manifest.json").stat().st_mtime_ns
+    assert run_search(load_mix_spec(_text_target_spec(tmp_path / "spec.yaml", curated, out, target))) == path
+    assert (out / "target" / "manifest.json").stat().st_mtime_ns == stamp
+
+
 def test_a_search_that_cannot_work_is_refused_before_any_proxy(tmp_path: Path, curated: Path) -> None:
     with pytest.raises(MixError, match="4 mixtures are fewer than the regressors need"):
         load_mix_spec(_spec(tmp_path / "a.yaml", curated, tmp_path / "a", mixtures="4"))
@@ -119,3 +157,9 @@ def test_a_search_that_cannot_work_is_refused_before_any_proxy(tmp_path: Path, c
     result = CliRunner().invoke(app, ["mix", "search", str(_spec(tmp_path / "d.yaml", curated, tmp_path / "d",
                                                                   fraction="0"))])
     assert result.exit_code != 0 and "heldout.fraction must be above 0" in result.output
+    for target, words in [(f'{{text: {{path: "{curated}", select: [fortunes]}}}}', "shares documents with "
+                           "domain 'fortunes'"), (f'{{text: {{path: "{curated}"}}}}', "shares documents"),
+                          (f'{{domains: [udhr], text: {{path: "{curated}"}}}}', "give one of them"),
+                          ("{}", "give one of them")]:
+        with pytest.raises(MixError, match=words):
+            load_mix_spec(_text_target_spec(tmp_path / "e.yaml", curated, tmp_path / "e", target))

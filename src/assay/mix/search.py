@@ -13,7 +13,8 @@ loss needs. Here:
 3. each mixture is prepared with the base tokenizer and the same held-out split
    (``OUT/mixtures/K``), a proxy is trained on it per seed (``OUT/runs/K-sSEED``), and a row
    is appended to ``OUT/runs.csv``: weights, held-out loss per domain, the target loss (the
-   held-out loss over the target domains' documents), tokens, and the proxy's training
+   held-out loss over the target domains' documents, or the loss on a target text no proxy
+   trains on, tokenized once into ``OUT/target``), tokens, and the proxy's training
    seconds.
 
 Proxies train ``workers`` at a time in processes here, or, given Ray settings, as Ray tasks
@@ -57,6 +58,8 @@ Log = Callable[[str], None]
 # log-uniformly from this range (per domain): RegMix varies it so that the proxies see both
 # mixtures near the natural one and far from it (a few domains dominating).
 CONCENTRATIONS = (0.1, 5.0)
+TARGET = "target"  # OUT/target: a target text's shards (its one phase is the prepare default's)
+TARGET_PHASE = "main"
 
 
 class _Strict(BaseModel):
@@ -83,9 +86,11 @@ class ProxySpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    """The loss to minimise: held-out loss over these domains' documents."""
+    """The loss to minimise: held-out loss over some domains' documents (``domains``), or
+    loss on a text no proxy trains on (``text``: a curated output, e.g. a benchmark's text)."""
 
-    domains: list[str]
+    domains: list[str] = Field(default_factory=list)
+    text: DomainSpec | None = None
 
 
 class MixSpec(_Strict):
@@ -131,12 +136,23 @@ def check_spec(spec: MixSpec, source: str = "<spec>") -> None:
     """What can be refused before tokenizing anything."""
     if len(spec.domains) < 2:
         raise MixError(f"{source}: a mixture needs at least two domains")
+    text = spec.target.text
+    if (text is None) == (not spec.target.domains):
+        raise MixError(f"{source}: the target is target.domains (held-out loss of domains) or target.text "
+                       "(a curated output no proxy trains on): give one of them")
     unknown = [d for d in spec.target.domains if d not in spec.domains]
-    if unknown or not spec.target.domains:
+    if unknown:
         raise MixError(f"{source}: target.domains must name domains of the spec "
-                       f"({', '.join(unknown) or 'none given'} is not one)")
+                       f"({', '.join(unknown)} is not one)")
+    if text is not None:
+        for name, domain in spec.domains.items():
+            shared = (None if text.select is None or domain.select is None
+                      else set(text.select) & set(domain.select))
+            if Path(domain.path).resolve() == Path(text.path).resolve() and (shared is None or shared):
+                raise MixError(f"{source}: target.text shares documents with domain {name!r} (the same "
+                               "curated output, the same sources): the proxies would train on their target")
     if spec.heldout.fraction <= 0:
-        raise MixError(f"{source}: heldout.fraction must be above 0: the target is held-out loss")
+        raise MixError(f"{source}: heldout.fraction must be above 0: the runs hold held-out loss per domain")
     need = n_parameters(len(spec.domains)) + 1
     proxies = spec.mixtures * len(spec.proxy.seeds)
     if spec.mixtures < need:
@@ -163,6 +179,21 @@ def _prepare_recipe(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
         "tokenizer": tokenizer.model_dump(exclude_none=True), "mixture": mixture,
         "packing": {"method": "concat", "context": spec.proxy.context},
         "heldout": spec.heldout.model_dump(exclude_none=True),
+    })
+
+
+def _target_recipe(spec: MixSpec, out: Path, base: Path) -> PrepareRecipe:
+    """The prepare recipe of a target text: every document once, with the base's tokenizer,
+    in the one phase the proxies are scored on."""
+    assert spec.target.text is not None
+    source: dict[str, Any] = {"path": spec.target.text.path, "epochs": 1}
+    if spec.target.text.select is not None:
+        source["select"] = spec.target.text.select
+    return PrepareRecipe.model_validate({
+        "name": f"{spec.name}-{TARGET}", "output": str(out), "seed": spec.seed,
+        "tokenizer": {"path": str(base / "tokenizer.json"), "eos": spec.tokenizer.eos},
+        "mixture": {"sources": {TARGET: source}},
+        "packing": {"method": "concat", "context": spec.proxy.context},
     })
 
 
@@ -200,6 +231,7 @@ def run_search(spec: MixSpec, log: Log | None = None, ray: RaySettings | None = 
     out = Path(spec.output)
     inputs = [s.path for s in spec.domains.values()]
     inputs += [spec.tokenizer.path] if spec.tokenizer.path else []
+    inputs += [spec.target.text.path] if spec.target.text else []
     with claim_folder(str(out), "mix", inputs=inputs):
         return _search(spec, out, say, ray)
 
@@ -221,6 +253,9 @@ def _search(spec: MixSpec, out: Path, say: Log, ray: RaySettings | None) -> Path
         prepare(_prepare_recipe(spec, base, spec.tokenizer, None), overwrite=base.exists())
     shards = Shards(base)
     unique = {d: float(shards.manifest["sources"][d]["unique_tokens"]) for d in spec.domains}
+    if spec.target.text is not None and not (out / TARGET / "manifest.json").exists():
+        say("tokenizing the target text (target)")
+        prepare(_target_recipe(spec, out / TARGET, base), overwrite=(out / TARGET).exists())
     held = shards.manifest.get("heldout", {}).get("sources", {})
     empty = [d for d in spec.target.domains if not held.get(d, {}).get("documents")]
     if empty:
@@ -295,8 +330,14 @@ def _train_proxy(spec: MixSpec, out: Path, k: int, seed: int, mixture: dict[str,
         trainer.resume()
     result = trainer.train()
     sources = result["heldout"]["sources"]
-    target = (sum(sources[d]["loss"] * sources[d]["tokens"] for d in spec.target.domains)
-              / sum(sources[d]["tokens"] for d in spec.target.domains))
+    if spec.target.text is not None:  # the trained proxy, scored on the target text's phase
+        from assay.train.evaluate import evaluate, heldout_set
+
+        text = heldout_set(Shards(out / TARGET), proxy.context, phase=TARGET_PHASE)
+        target = evaluate(trainer.model, text, trainer.device, trainer.autocast)["loss"]
+    else:
+        target = (sum(sources[d]["loss"] * sources[d]["tokens"] for d in spec.target.domains)
+                  / sum(sources[d]["tokens"] for d in spec.target.domains))
     return {"mixture": k, "seed": seed, **{WEIGHT + d: f"{w:.6f}" for d, w in mixture.items()},
             **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in mixture if d in sources},
             "target": f"{target:.6f}", "tokens": result["tokens"],

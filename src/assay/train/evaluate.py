@@ -77,15 +77,16 @@ def document_keys(docs: Any) -> list[tuple[str, str]]:
 
 
 def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
-                exclude: set[tuple[str, str]] | None = None) -> EvalSet:
+                exclude: set[tuple[str, str]] | None = None, phase: str = HELDOUT) -> EvalSet:
     """The held-out split of ``shards`` as scoring windows (``max_documents``: that many,
     evenly spaced over the split, which lists its documents source by source, for a quicker
     estimate; ``exclude``: leave out documents whose (curated source, id) is in it, e.g. those
-    another recipe trains on)."""
-    if not shards.has_heldout:
+    another recipe trains on). ``phase`` names another split to score on instead, e.g. the
+    one phase of shards prepared from a target text that no model trains on."""
+    if phase == HELDOUT and not shards.has_heldout:
         raise TrainError(f"{shards.path} has no held-out split: add `heldout: {{fraction: 0.01}}` to the "
                          "prepare recipe and run `assay prepare` again")
-    docs = shards.documents(HELDOUT)
+    docs = shards.documents(phase)
     keys = document_keys(docs)
     keep = [i for i, key in enumerate(keys) if not exclude or key not in exclude]
     if max_documents is not None and max_documents < len(keep):
@@ -97,22 +98,23 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
     all_sources = docs.column("source").to_pylist()
     sources = {i: all_sources[i] for i in keep}
     names = sorted(set(sources.values()))
-    known = shards.manifest[HELDOUT]["sources"]
+    known = shards.manifest[HELDOUT]["sources"] if phase == HELDOUT else {}  # phases: bytes decoded
     inputs, targets, owner = [], [], []
     n_bytes = dict.fromkeys(names, 0)
     counts = dict.fromkeys(names, 0)
     eos = shards.eos_id
     vocab = int(shards.manifest["tokenizer"]["vocab_size"])
-    packing = shards.packings(HELDOUT)[0]
+    packing = shards.packings(phase)[0]
     for position in keep:
-        tokens = shards.document_tokens(HELDOUT, position, packing)
+        tokens = shards.document_tokens(phase, position, packing)
         if tokens.size and int(tokens.max()) >= vocab:
-            raise TrainError(f"{shards.path}: held-out document {position} holds token id "
+            split = "held-out" if phase == HELDOUT else phase
+            raise TrainError(f"{shards.path}: {split} document {position} holds token id "
                              f"{int(tokens.max()):,}, outside the tokenizer's vocabulary of {vocab:,}; "
                              "the token files are damaged")
         name = sources[position]
         counts[name] += 1
-        if not every_document or "bytes" not in known[name]:
+        if not every_document or "bytes" not in known.get(name, {}):
             body = tokens[:-1] if tokens.size and int(tokens[-1]) == eos else tokens
             n_bytes[name] += len(shards.decode(body).encode("utf-8"))
         for x, y in document_windows(tokens, eos, context):
@@ -120,7 +122,7 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
             targets.append(y)
             owner.append(names.index(name))
     if every_document:
-        n_bytes = {name: int(known[name].get("bytes", n_bytes[name])) for name in names}
+        n_bytes = {name: int(known.get(name, {}).get("bytes", n_bytes[name])) for name in names}
     return EvalSet(inputs, targets, np.asarray(owner, dtype=np.int64), names, n_bytes, counts)
 
 
