@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from assay.prepare.reader import Shards
+from assay.prepare.tokenizer import train_encoder
 from assay.scaling.plan import step_law
 from assay.train.checkpoint import read_meta
 from assay.train.model import count_parameters, shape_for
@@ -128,3 +129,36 @@ def test_refusals(shards: Path, tmp_path: Path, curated_small: Path, tokenizer_5
     no_heldout = Trainer(TrainConfig(str(concat_only), tokens=256 * 2, **TINY))
     assert any("no held-out split" in w for w in no_heldout.warnings)
     assert no_heldout.train()["heldout"] is None
+
+
+def test_init_continues_from_another_runs_weights_with_a_new_schedule(
+        shards: Path, tmp_path: Path, curated_small: Path, small_docs: list[dict]) -> None:
+    first = TrainConfig(str(shards), out=str(tmp_path / "first"), tokens=256 * 120, **TINY)
+    Trainer(first).train()
+    later = TrainConfig(str(shards), out=str(tmp_path / "later"), tokens=256 * 20,
+                        init=str(tmp_path / "first"), **TINY)
+    started = Trainer(later)
+    weights = load_file(str(tmp_path / "first" / "checkpoint.safetensors"))
+    for name, value in started.model.state_dict().items():
+        assert torch.equal(value, weights[f"model.{name}"]), name
+    assert started.step == 0 and not started.optimizer.state  # its own optimizer, from step 0
+    continued = started.train()
+    scratch = Trainer(replace(later, init=None, out=None)).train()
+    # Twenty steps from the first run's weights beat twenty steps from a random start.
+    assert continued["heldout"]["loss"] < scratch["heldout"]["loss"] - 0.05
+    assert orjson.loads((tmp_path / "later" / "config.json").read_bytes())["config"]["init"] == str(
+        tmp_path / "first")
+    # A checkpoint of another model, of another tokenizer, or none: refused before training.
+    with pytest.raises(TrainError, match="holds another model"):
+        Trainer(replace(later, model="2x64", out=None))
+    fortunes = [d["text"] for d in small_docs if d["source"] == "fortunes"]
+    other_tokenizer = tmp_path / "other.json"
+    other_tokenizer.write_bytes(train_encoder(fortunes, 512).spec_bytes)
+    other = prepare_shards(tmp_path / "other", curated_small, other_tokenizer)
+    with pytest.raises(TrainError, match="another tokenizer"):
+        Trainer(replace(later, shards=str(other), out=None))
+    with pytest.raises(TrainError, match="no checkpoint to start from"):
+        Trainer(replace(later, init=str(tmp_path / "missing"), out=None))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainError, match="not an assay checkpoint"):
+        Trainer(replace(later, init=str(tmp_path / "junk.safetensors"), out=None))

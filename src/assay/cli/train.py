@@ -126,6 +126,9 @@ def train_command(
     log_every: LogEvery = 10,
     checkpoint_every: Annotated[int, typer.Option(help="checkpoint every N steps (0: at the end)")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.safetensors")] = False,
+    init: Annotated[Path | None, typer.Option(
+        help="start from this run's weights (its folder or checkpoint): continual pre-training, "
+             "with this run's own optimizer and schedule")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Train a proxy GPT on prepared shards and score it on their held-out split.
@@ -133,7 +136,10 @@ def train_command(
     Learning rate and batch default to the Step Law (Li et al. 2025) for the model's
     non-embedding parameters and the training tokens. With --out, the run writes
     config.json, log.jsonl, checkpoint.safetensors and result.json, and --resume continues
-    it exactly.
+    it exactly. With --init RUN, the model starts from another run's weights (same --model
+    and tokenizer) and the learning rate warms up and decays again: continual pre-training on
+    new shards (put the old data in their mixture to replay it; --eval-every N logs the
+    held-out loss per source, where forgetting shows).
 
     Example: assay train out/sweep-shards --model 2x32 --tokens 100k --out out/train
     """
@@ -148,7 +154,7 @@ def train_command(
                      compile=compile_model, device=device, threads=threads, eval_every=eval_every,
                      eval_documents=eval_documents, eval_shards=str(eval_shards) if eval_shards else None,
                      cloze=str(cloze) if cloze else None, log_every=log_every,
-                     checkpoint_every=checkpoint_every)
+                     checkpoint_every=checkpoint_every, init=str(init) if init else None)
 
     def work(bars: _Bars) -> tuple[Trainer, dict[str, Any]]:
         trainer = Trainer(config, callback=lambda r: bars(shards.name, r))

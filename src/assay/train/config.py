@@ -63,6 +63,7 @@ class TrainConfig:
     cloze: str | None = None
     log_every: int = 10
     checkpoint_every: int = 0
+    init: str | None = None  # continual pre-training: start from this run's (or file's) weights
 
     def __post_init__(self) -> None:
         """Refuse values no run can use (NaN, negative, out of range) before any work."""

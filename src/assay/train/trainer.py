@@ -192,6 +192,8 @@ class Trainer:
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.flops_per_token = flops_per_token(self.plan.model)
         self.optimizer = make_optimizer(self.model, config, self.plan.lr)
+        if config.init:
+            self._start_from(config.init, tok["sha256"])
         p = self.plan
         if config.packing == "concat":
             self.batches: ConcatBatches | BucketBatches = ConcatBatches(
@@ -230,9 +232,42 @@ class Trainer:
                 self._eval_set = heldout_set(shards, self.plan.context, self.config.eval_documents)
         return self._eval_set
 
+    def _start_from(self, init: str, tokenizer_sha256: str) -> None:
+        """Continual pre-training: the model starts from the weights of ``init`` (a run folder
+        or its checkpoint file); the optimizer and the learning-rate schedule are this run's
+        own, so the rate warms up and decays again (re-warming and re-decaying: Gupta et al.
+        2023, "Continual Pre-Training of Large Language Models: How to (re)warm your model?";
+        Ibrahim et al. 2024, "Simple and Scalable Strategies to Continually Pre-train Large
+        Language Models")."""
+        path = Path(init)
+        if path.is_dir():
+            path = path / checkpoint.FILE
+        if not path.is_file():
+            raise TrainError(f"{init}: no checkpoint to start from (a run folder holding "
+                             f"{checkpoint.FILE}, or such a file)")
+        try:
+            meta = checkpoint.read_meta(path)
+        except TrainError:
+            raise
+        except Exception as exc:  # safetensors' own error for a file that is not one
+            raise TrainError(f"{path}: not an assay checkpoint ({exc})") from None
+        theirs = meta.get("tokenizer_sha256")
+        if theirs is not None and theirs != tokenizer_sha256:
+            raise TrainError(f"{path} was trained with another tokenizer than {self.config.shards}: "
+                             "its token ids mean other things here")
+        try:
+            checkpoint.load_checkpoint(path, self.model)
+        except RuntimeError:
+            shape = meta.get("plan", {}).get("model", {})
+            raise TrainError(f"{path} holds another model ({shape.get('n_layer')} layers x "
+                             f"{shape.get('d_model')}, vocabulary {shape.get('vocab_size')}) than this run's "
+                             f"({self.plan.model.n_layer} x {self.plan.model.d_model}, vocabulary "
+                             f"{self.plan.model.vocab_size}): give the same --model") from None
+
     def _meta(self) -> dict[str, Any]:
         return {"step": self.step, "tokens": self.tokens, "train_seconds": self.train_seconds,
-                "config": self.config.to_dict(), "plan": self.plan.to_dict()}
+                "config": self.config.to_dict(), "plan": self.plan.to_dict(),
+                "tokenizer_sha256": self.shards.manifest["tokenizer"]["sha256"]}
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write a checkpoint (default: ``OUT/checkpoint.safetensors``)."""
