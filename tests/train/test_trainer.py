@@ -142,6 +142,11 @@ def test_init_continues_from_another_runs_weights_with_a_new_schedule(
     for name, value in started.model.state_dict().items():
         assert torch.equal(value, weights[f"model.{name}"]), name
     assert started.step == 0 and not started.optimizer.state  # its own optimizer, from step 0
+    # With init_optimizer, AdamW's moments come from the checkpoint too (a continuation).
+    continuing = Trainer(replace(later, init_optimizer=True, out=None))
+    moments = [state["exp_avg"] for state in continuing.optimizer.state.values()]
+    assert len(moments) == len(list(continuing.model.parameters()))
+    assert torch.equal(moments[0], weights["optim.0.exp_avg"]) and moments[0].abs().sum() > 0
     continued = started.train()
     scratch = Trainer(replace(later, init=None, out=None)).train()
     # Twenty steps from the first run's weights beat twenty steps from a random start.

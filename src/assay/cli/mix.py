@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from assay.mix.law import LawFit
     from assay.mix.runs import MixRuns
 
+ExecutorOpt = Annotated[ExecutorKind, typer.Option(
+    help="train the proxies here (local) or as Ray tasks on a cluster (ray)")]
+AddressOpt = Annotated[str | None, typer.Option(help="with --executor ray: auto, local, HOST:PORT or ray://HOST:PORT")]
+
 mix_app = typer.Typer(help="Find a data mixture from proxy runs (RegMix, Data Mixing Laws).",
                       no_args_is_help=True)
 
@@ -195,10 +199,8 @@ def _print(report: dict[str, Any]) -> None:
 def search_command(
     spec_file: Annotated[Path, typer.Argument(
         help="the search's spec (YAML): domains, target, proxy, mixtures")],
-    executor: Annotated[ExecutorKind, typer.Option(
-        help="train the proxies here (local) or as Ray tasks on a cluster (ray)")] = ExecutorKind.local,
-    address: Annotated[str | None, typer.Option(
-        help="with --executor ray: auto, local, HOST:PORT or ray://HOST:PORT")] = None,
+    executor: ExecutorOpt = ExecutorKind.local,
+    address: AddressOpt = None,
 ) -> None:
     """Train a small proxy on each of the spec's mixtures (the natural one, then draws around
     it under the epoch caps; RegMix, Liu et al. 2024) and append each one's weights and
@@ -214,3 +216,43 @@ def search_command(
     spec = load_mix_spec(spec_file)
     csv_path = run_search(spec, log=lambda message: console.print(inert(message)), ray=ray)
     console.print(inert(f"runs: {csv_path} (next: assay mix fit {csv_path} --optimize)"))
+
+
+@mix_app.command("anneal")
+@guarded
+def anneal_command(
+    spec_file: Annotated[Path, typer.Argument(help="a mix spec (YAML) with an anneal block")],
+    executor: ExecutorOpt = ExecutorKind.local,
+    address: AddressOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """What each domain is worth at the end of training (Blakeney et al. 2024): a proxy
+    trains on the natural mixture at a constant learning rate, then, from its checkpoint, an
+    anneal (the rate decaying to zero over the last `anneal.fraction` of the tokens) runs once
+    on the natural mixture and once per domain with that domain at `anneal.upsample`. A
+    domain's gain is how much lower its anneal leaves the target loss than the natural one,
+    paired by seed. Rows in OUTPUT/anneal/anneal.csv; run again, it skips what finished.
+
+    Example: assay mix anneal examples/mix-search.yaml
+    """
+    from assay.mix.anneal import CONTROL, gains, read_anneal, run_anneal
+    from assay.mix.search import load_mix_spec
+
+    ray = ray_settings(executor, address)
+    spec = load_mix_spec(spec_file)
+    path = run_anneal(spec, log=lambda message: console.print(inert(message)), ray=ray)
+    rows = read_anneal(path)
+    result = gains(rows)
+    if as_json:
+        sys.stdout.write(json.dumps({"anneal": str(path), "arms": result}, indent=2) + "\n")
+        return
+    table = Table(title=f"target loss after the anneal (upsampled to {spec.anneal.upsample:.0%}); gain: "
+                        f"{CONTROL} minus the arm, paired by seed", title_justify="left")
+    for column in ("arm", "target loss", "gain", "std of gain", "seeds"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm, g in sorted(result.items(), key=lambda kv: -kv[1]["gain"]):
+        table.add_row(inert(arm), f"{g['target']:.4f}", "" if arm == CONTROL else f"{g['gain']:+.4f}",
+                      "" if arm == CONTROL or np.isnan(g["gain_std"]) else f"{g['gain_std']:.4f}",
+                      str(g["seeds"]))
+    console.print(table)
+    console.print(inert(f"rows: {path}"))

@@ -129,6 +129,8 @@ def train_command(
     init: Annotated[Path | None, typer.Option(
         help="start from this run's weights (its folder or checkpoint): continual pre-training, "
              "with this run's own optimizer and schedule")] = None,
+    init_optimizer: Annotated[bool, typer.Option(
+        help="with --init: also take its optimizer state (continue that run under a new schedule)")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Train a proxy GPT on prepared shards and score it on their held-out split.
@@ -147,6 +149,8 @@ def train_command(
 
     if resume and out is None:
         raise fail("--resume needs --out (the run folder holding checkpoint.safetensors)")
+    if init_optimizer and init is None:
+        raise fail("--init-optimizer needs --init (the run whose optimizer state to take)")
     config = _config(str(shards), out=str(out) if out else None, model=model, context=context, tokens=tokens,
                      batch_tokens=batch_tokens, micro_batch_tokens=micro_batch_tokens, lr=lr,
                      schedule=schedule, warmup=warmup, decay=decay, decay_shape=decay_shape, mlp=mlp,
@@ -154,7 +158,8 @@ def train_command(
                      compile=compile_model, device=device, threads=threads, eval_every=eval_every,
                      eval_documents=eval_documents, eval_shards=str(eval_shards) if eval_shards else None,
                      cloze=str(cloze) if cloze else None, log_every=log_every,
-                     checkpoint_every=checkpoint_every, init=str(init) if init else None)
+                     checkpoint_every=checkpoint_every, init=str(init) if init else None,
+                     init_optimizer=init_optimizer)
 
     def work(bars: _Bars) -> tuple[Trainer, dict[str, Any]]:
         trainer = Trainer(config, callback=lambda r: bars(shards.name, r))

@@ -93,6 +93,14 @@ class TargetSpec(_Strict):
     text: DomainSpec | None = None
 
 
+class AnnealSpec(_Strict):
+    """``assay mix anneal``: the last ``fraction`` of a proxy's tokens, with each domain in
+    turn at ``upsample`` of the mixture (Blakeney et al. 2024)."""
+
+    fraction: float = Field(0.2, gt=0, lt=1, description="share of the proxy's tokens in the anneal")
+    upsample: float = Field(0.5, gt=0, le=1, description="the upsampled domain's share of the anneal")
+
+
 class MixSpec(_Strict):
     """A validated mixture-search spec."""
 
@@ -107,6 +115,7 @@ class MixSpec(_Strict):
     mixtures: int = Field(16, ge=1, description="mixtures to train proxies on")
     workers: int = Field(1, ge=1, description="proxies trained at once (a process each, one thread)")
     max_epochs: float = Field(16.0, gt=0, description="passes over a domain a proxy's mixture may ask")
+    anneal: AnnealSpec = Field(default_factory=AnnealSpec)
 
     def proxy_tokens(self) -> int:
         tokens = self.proxy.tokens
@@ -161,16 +170,18 @@ def check_spec(spec: MixSpec, source: str = "<spec>") -> None:
                        f"least {need} mixtures (better {2 * (need - 1)}+; {proxies} proxies with the seeds)")
 
 
-def _prepare_recipe(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
-                    weights: dict[str, float] | None) -> PrepareRecipe:
-    """The prepare recipe of the base (every document once) or of one mixture."""
+def prepare_recipe(spec: MixSpec, out: Path, tokenizer: TokenizerSpec, weights: dict[str, float] | None,
+                   total_tokens: int | None = None) -> PrepareRecipe:
+    """The prepare recipe of the base (every document once) or of one mixture (of the proxy's
+    tokens, or ``total_tokens``)."""
     if weights is None:
         sources = {d: {"path": s.path, "select": s.select, "epochs": 1} for d, s in spec.domains.items()}
         mixture: dict[str, Any] = {"sources": sources}
     else:
         sources = {d: {"path": s.path, "select": s.select, "weight": weights[d]}
                    for d, s in spec.domains.items()}
-        mixture = {"sources": sources, "total_tokens": spec.proxy_tokens(), "max_epochs": spec.max_epochs}
+        mixture = {"sources": sources, "total_tokens": total_tokens or spec.proxy_tokens(),
+                   "max_epochs": spec.max_epochs}
     for entry in sources.values():
         if entry["select"] is None:
             del entry["select"]
@@ -229,30 +240,52 @@ def run_search(spec: MixSpec, log: Log | None = None, ray: RaySettings | None = 
     as Ray tasks; the CSV's path."""
     say = log or (lambda _msg: None)
     out = Path(spec.output)
-    inputs = [s.path for s in spec.domains.values()]
-    inputs += [spec.tokenizer.path] if spec.tokenizer.path else []
-    inputs += [spec.target.text.path] if spec.target.text else []
-    with claim_folder(str(out), "mix", inputs=inputs):
+    with claim_folder(str(out), "mix", inputs=spec_inputs(spec)):
         return _search(spec, out, say, ray)
 
 
-def _search(spec: MixSpec, out: Path, say: Log, ray: RaySettings | None) -> Path:
-    from assay.prepare.reader import Shards
+def spec_inputs(spec: MixSpec) -> list[str]:
+    """What a search reads (its output may neither be nor hold any of them)."""
+    inputs = [s.path for s in spec.domains.values()]
+    inputs += [spec.tokenizer.path] if spec.tokenizer.path else []
+    return inputs + ([spec.target.text.path] if spec.target.text else [])
 
-    # The runs in the table belong to one spec (how many train at once aside): resuming with
-    # another would mix them.
-    recorded = out / "spec.json"
-    mine = spec.model_dump(mode="json", exclude={"workers"})
-    if recorded.exists() and json.loads(recorded.read_text()) != mine:
-        raise MixError(f"{out} holds a search of a different spec ({recorded}); choose another output")
+
+def spec_identity(spec: MixSpec, exclude: set[str]) -> dict[str, Any]:
+    """The settings that make runs comparable (unset options left out, so that an option
+    added later does not make an earlier output another spec's)."""
+    return spec.model_dump(mode="json", exclude=exclude, exclude_none=True)
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` without the unset (None) entries of its mappings, as an identity compares it."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def check_identity(recorded: Path, mine: dict[str, Any], what: str) -> None:
+    """Record ``mine`` (a spec's settings) at ``recorded``, or refuse another: the runs an
+    output holds belong to one spec, and resuming with another would mix them."""
+    if recorded.exists() and _without_none(json.loads(recorded.read_text())) != mine:
+        raise MixError(f"{recorded.parent} holds {what} of a different spec ({recorded}); "
+                       "choose another output")
     if not recorded.exists():
         write_json(str(recorded), mine)
+
+
+def prepare_base(spec: MixSpec, out: Path, say: Log) -> dict[str, float]:
+    """Tokenize every domain once (``OUT/base``) and the target text if any (``OUT/target``);
+    check the target has documents; each domain's unique tokens."""
+    from assay.prepare.reader import Shards
+
     base = out / "base"
     if not (base / "manifest.json").exists():
         say("tokenizing every domain once (base)")
-        prepare(_prepare_recipe(spec, base, spec.tokenizer, None), overwrite=base.exists())
+        prepare(prepare_recipe(spec, base, spec.tokenizer, None), overwrite=base.exists())
     shards = Shards(base)
-    unique = {d: float(shards.manifest["sources"][d]["unique_tokens"]) for d in spec.domains}
     if spec.target.text is not None and not (out / TARGET / "manifest.json").exists():
         say("tokenizing the target text (target)")
         prepare(_target_recipe(spec, out / TARGET, base), overwrite=(out / TARGET).exists())
@@ -261,8 +294,18 @@ def _search(spec: MixSpec, out: Path, say: Log, ray: RaySettings | None) -> Path
     if empty:
         raise MixError(f"the target is empty: no held-out document of {', '.join(empty)} (raise "
                        "heldout.fraction, or give the domain more documents)")
+    return {d: float(shards.manifest["sources"][d]["unique_tokens"]) for d in spec.domains}
+
+
+def base_tokenizer(spec: MixSpec, out: Path) -> TokenizerSpec:
+    return TokenizerSpec(path=str(out / "base" / "tokenizer.json"), eos=spec.tokenizer.eos)
+
+
+def _search(spec: MixSpec, out: Path, say: Log, ray: RaySettings | None) -> Path:
+    check_identity(out / "spec.json", spec_identity(spec, exclude={"workers", "anneal"}), "a search")
+    unique = prepare_base(spec, out, say)
     mixtures = draw_mixtures(spec, unique)
-    tokenizer = TokenizerSpec(path=str(base / "tokenizer.json"), eos=spec.tokenizer.eos)
+    tokenizer = base_tokenizer(spec, out)
     csv_path = out / "runs.csv"
     done = _done(csv_path)
     domains = list(spec.domains)
@@ -270,78 +313,86 @@ def _search(spec: MixSpec, out: Path, say: Log, ray: RaySettings | None) -> Path
                *COLUMNS_AFTER]
     todo = [(k, seed, dict(zip(domains, weights.tolist(), strict=True)))
             for k, weights in enumerate(mixtures) for seed in spec.proxy.seeds if (k, seed) not in done]
-    if ray is not None and todo:
-        from assay.engine.ray import RayExecutor
 
-        executor = RayExecutor(None, ray)
-        try:  # rows come back together; the proxies' finished run folders make it resumable
-            rows = executor.map(partial(_train_proxy_job, spec, out, tokenizer), todo)
-        finally:
-            executor.close()
-        for row in rows:
-            _record(csv_path, columns, row, say)
-        return csv_path
-    if spec.workers == 1 or len(todo) < 2:
-        for k, seed, mixture in todo:
-            _record(csv_path, columns, _train_proxy(spec, out, k, seed, mixture, tokenizer), say)
-        return csv_path
-    # Proxies in worker processes (spawned, bound to this process so none outlives it); rows
-    # are appended in mixture order, each as soon as those before it are in.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(spec.workers, mp_context=context, initializer=die_with,
-                             initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(_train_proxy, spec, out, k, seed, mixture, tokenizer)
-                   for k, seed, mixture in todo]
-        for future in futures:
-            _record(csv_path, columns, future.result(), say)
+    def record(row: dict[str, Any]) -> None:
+        append_csv_row(csv_path, columns, row)
+        say(f"mixture {row['mixture']} seed {row['seed']}: target loss {row['target']}")
+
+    run_jobs(partial(_train_proxy_job, spec, out, tokenizer), todo, spec.workers, ray, record)
     return csv_path
 
 
-def _record(csv_path: Path, columns: list[str], row: dict[str, Any], say: Log) -> None:
-    append_csv_row(csv_path, columns, row)
-    say(f"mixture {row['mixture']} seed {row['seed']}: target loss {row['target']}")
+def run_jobs(fn: Callable[[Any], dict[str, Any]], jobs: list[Any], workers: int, ray: RaySettings | None,
+             record: Callable[[dict[str, Any]], None]) -> None:
+    """``record(fn(job))`` for every job, in order: here one at a time, in ``workers``
+    processes (spawned, bound to this one so none outlives it; each result recorded as soon
+    as those before it are in), or as Ray tasks (recorded when the last finishes; ``fn`` must
+    make a killed run resumable from what it wrote)."""
+    if ray is not None and jobs:
+        from assay.engine.ray import RayExecutor
+
+        executor = RayExecutor(None, ray)
+        try:
+            rows = executor.map(fn, jobs)
+        finally:
+            executor.close()
+        for row in rows:
+            record(row)
+        return
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            record(fn(job))
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=die_with,
+                             initargs=(os.getpid(),)) as pool:
+        for future in [pool.submit(fn, job) for job in jobs]:
+            record(future.result())
 
 
 def _train_proxy_job(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
                      job: tuple[int, int, dict[str, float]]) -> dict[str, Any]:
-    """:func:`_train_proxy` of one ``(mixture, seed, weights)``, as a Ray task calls it."""
+    """Prepare mixture ``k`` of a job ``(k, seed, weights)`` (once) and train its proxy with
+    ``seed``: its row of runs.csv."""
     k, seed, mixture = job
-    return _train_proxy(spec, out, k, seed, mixture, tokenizer)
-
-
-def _train_proxy(spec: MixSpec, out: Path, k: int, seed: int, mixture: dict[str, float],
-                 tokenizer: TokenizerSpec) -> dict[str, Any]:
-    """Prepare mixture ``k`` (once) and train its proxy with ``seed``: its row of runs.csv. A
-    run folder that holds the proxy's checkpoint is resumed from it (a finished run gives its
-    saved result again)."""
-    from assay.prepare.reader import Shards
-    from assay.train.checkpoint import FILE as CHECKPOINT
-    from assay.train.trainer import TrainConfig, Trainer
-
     folder = out / "mixtures" / str(k)
     if not (folder / "manifest.json").exists():  # an unfinished one (killed) is done again
-        prepare(_prepare_recipe(spec, folder, tokenizer, mixture), overwrite=folder.exists())
-    proxy = spec.proxy
-    config = TrainConfig(shards=str(folder), out=str(out / "runs" / f"{k}-s{seed}"), model=proxy.model,
-                         tokens=spec.proxy_tokens(), context=proxy.context, seed=seed, lr=proxy.lr,
-                         batch_tokens=proxy.batch_tokens, threads=proxy.threads, precision="fp32")
-    trainer = Trainer(config, shards=Shards(folder))
-    if (Path(config.out) / CHECKPOINT).exists():
-        trainer.resume()
-    result = trainer.train()
+        prepare(prepare_recipe(spec, folder, tokenizer, mixture), overwrite=folder.exists())
+    result, target = train_proxy(spec, out, folder, out / "runs" / f"{k}-s{seed}", seed)
     sources = result["heldout"]["sources"]
-    if spec.target.text is not None:  # the trained proxy, scored on the target text's phase
-        from assay.train.evaluate import evaluate, heldout_set
-
-        text = heldout_set(Shards(out / TARGET), proxy.context, phase=TARGET_PHASE)
-        target = evaluate(trainer.model, text, trainer.device, trainer.autocast)["loss"]
-    else:
-        target = (sum(sources[d]["loss"] * sources[d]["tokens"] for d in spec.target.domains)
-                  / sum(sources[d]["tokens"] for d in spec.target.domains))
     return {"mixture": k, "seed": seed, **{WEIGHT + d: f"{w:.6f}" for d, w in mixture.items()},
             **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in mixture if d in sources},
             "target": f"{target:.6f}", "tokens": result["tokens"],
             "seconds": f"{result['train_seconds']:.1f}"}
+
+
+def train_proxy(spec: MixSpec, out: Path, shards: Path, run: Path, seed: int,
+                **changes: Any) -> tuple[dict[str, Any], float]:
+    """Train the spec's proxy on ``shards`` into ``run`` (``changes``: other train settings,
+    e.g. tokens, a schedule, ``init``); its result and its target loss. A run folder that
+    holds the proxy's checkpoint is resumed from it (a finished run gives its saved result)."""
+    from assay.prepare.reader import Shards
+    from assay.train.checkpoint import FILE as CHECKPOINT
+    from assay.train.trainer import TrainConfig, Trainer
+
+    proxy = spec.proxy
+    config = TrainConfig(**{"shards": str(shards), "out": str(run), "model": proxy.model,
+                            "tokens": spec.proxy_tokens(), "context": proxy.context, "seed": seed,
+                            "lr": proxy.lr, "batch_tokens": proxy.batch_tokens, "threads": proxy.threads,
+                            "precision": "fp32", **changes})
+    trainer = Trainer(config, shards=Shards(shards))
+    if (run / CHECKPOINT).exists():
+        trainer.resume()
+    result = trainer.train()
+    if spec.target.text is not None:  # the trained proxy, scored on the target text's phase
+        from assay.train.evaluate import evaluate, heldout_set
+
+        text = heldout_set(Shards(out / TARGET), proxy.context, phase=TARGET_PHASE)
+        return result, float(evaluate(trainer.model, text, trainer.device, trainer.autocast)["loss"])
+    sources = result["heldout"]["sources"]
+    target = (sum(sources[d]["loss"] * sources[d]["tokens"] for d in spec.target.domains)
+              / sum(sources[d]["tokens"] for d in spec.target.domains))
+    return result, float(target)
 
 
 def _done(path: Path) -> set[tuple[int, int]]:

@@ -351,8 +351,8 @@ def heldout_too_small(documents: int, tokens: int, per_source: dict[str, int]) -
     ``tokens`` in all, ``per_source`` the documents each source gives."""
     warnings = []
     if documents < MIN_HELDOUT_DOCUMENTS or tokens < MIN_HELDOUT_TOKENS:
-        warnings.append(f"held-out split: {tokens:,} tokens in {documents:,} document(s) is too few to score a "
-                        f"model on (fewer than {MIN_HELDOUT_DOCUMENTS} documents or {MIN_HELDOUT_TOKENS:,} "
+        warnings.append(f"held-out split: {tokens:,} tokens in {documents:,} document(s) is too few to score "
+                        f"a model on (fewer than {MIN_HELDOUT_DOCUMENTS} documents or {MIN_HELDOUT_TOKENS:,} "
                         "tokens: which documents were drawn moves the loss more than the data does); raise "
                         "heldout.fraction or max_documents, or score on a bigger split with --eval")
     few = sorted(name for name, n in per_source.items() if n < MIN_SOURCE_DOCUMENTS)

@@ -64,6 +64,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0
     init: str | None = None  # continual pre-training: start from this run's (or file's) weights
+    init_optimizer: bool = False  # and from its optimizer state (a continuation, e.g. WSD's decay)
 
     def __post_init__(self) -> None:
         """Refuse values no run can use (NaN, negative, out of range) before any work."""

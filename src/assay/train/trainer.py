@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -238,7 +238,10 @@ class Trainer:
         own, so the rate warms up and decays again (re-warming and re-decaying: Gupta et al.
         2023, "Continual Pre-Training of Large Language Models: How to (re)warm your model?";
         Ibrahim et al. 2024, "Simple and Scalable Strategies to Continually Pre-train Large
-        Language Models")."""
+        Language Models"). With ``init_optimizer`` the optimizer's state (AdamW's moments)
+        comes from the checkpoint too: a continuation of that run under a new schedule, such
+        as the decay phase of a warmup-stable-decay run from a checkpoint of its stable phase
+        (a fresh AdamW state at a high rate would take full-size steps at once)."""
         path = Path(init)
         if path.is_dir():
             path = path / checkpoint.FILE
@@ -256,8 +259,9 @@ class Trainer:
             raise TrainError(f"{path} was trained with another tokenizer than {self.config.shards}: "
                              "its token ids mean other things here")
         try:
-            checkpoint.load_checkpoint(path, self.model)
-        except RuntimeError:
+            optimizer = self.optimizer if self.config.init_optimizer else None
+            checkpoint.load_checkpoint(path, self.model, optimizer)
+        except (RuntimeError, ValueError, KeyError):
             shape = meta.get("plan", {}).get("model", {})
             raise TrainError(f"{path} holds another model ({shape.get('n_layer')} layers x "
                              f"{shape.get('d_model')}, vocabulary {shape.get('vocab_size')}) than this run's "
@@ -288,7 +292,9 @@ class Trainer:
         except (OSError, ValueError) as exc:
             raise TrainError(f"cannot resume from {path}: {exc}") from None
         mine, theirs = self.config.to_dict(), meta["config"]
-        differ = sorted(k for k in mine if k not in RESUME_FREE and mine[k] != theirs.get(k))
+        # A setting added after the checkpoint was written is absent there: it had its default.
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        differ = sorted(k for k in mine if k not in RESUME_FREE and mine[k] != theirs.get(k, defaults.get(k)))
         if differ:
             raise TrainError(f"{path} is a checkpoint of another run: {', '.join(differ)} differ")
         checkpoint.load_checkpoint(path, self.model, self.optimizer)
