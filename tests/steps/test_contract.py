@@ -78,6 +78,7 @@ def params(tmp_path_factory: pytest.TempPathFactory, documents: list[dict[str, A
     train_lm(texts).save(str(folder / "lm"))
     save_target(str(folder / "embedded"), embed_target(texts[:10]), [str(target)])
     return {
+        "proxy_score": {"runs": [str(_trained_proxy(folder, documents))]},
         "decontaminate": {"benchmarks": [{"name": "b", "path": str(bench), "fields": ["q"]}]},
         "dsir": {"targets": [str(target)], "fraction": 0.5},
         "quality_classifier": {"model": str(folder / "classifier")},
@@ -89,6 +90,33 @@ def params(tmp_path_factory: pytest.TempPathFactory, documents: list[dict[str, A
                               ("prox_refine", {"max_chunk_lines": 200}),
                               ("entigraph", {"pairs_per_doc": 2}))},
     }
+
+
+def _trained_proxy(folder: Path, documents: list[dict[str, Any]]) -> Path:
+    """A tiny proxy trained a few steps on the documents (the proxy_score step's run)."""
+    from assay.prepare import prepare
+    from assay.prepare.recipe import parse_prepare_recipe
+    from assay.prepare.tokenizer import train_encoder
+    from assay.train.trainer import TrainConfig, Trainer
+
+    texts = [d["text"] for d in documents if d["text"]]
+    (folder / "tokenizer.json").write_bytes(train_encoder(texts, 300).spec_bytes)
+    (folder / "curated" / "data").mkdir(parents=True)
+    table = pa.Table.from_pylist([{**d, "metadata": None} for d in documents if d["text"]],
+                                 schema=CORE_SCHEMA)
+    pq.write_table(table, folder / "curated" / "data" / "part-00000-00000.parquet")
+    shards = prepare(parse_prepare_recipe(f"""
+name: contract
+output: "{folder / 'shards'}"
+tokenizer: {{path: "{folder / 'tokenizer.json'}"}}
+input: "{folder / 'curated'}"
+packing: {{method: concat, context: 32}}
+heldout: 0.1
+""")).output
+    run = folder / "proxy"
+    Trainer(TrainConfig(str(shards), out=str(run), model="2x32", context=32, tokens=2048, batch_tokens=256,
+                        lr=1e-2, precision="fp32", threads=1)).train()
+    return run
 
 
 def build(name: str, params: dict[str, dict]) -> Step:

@@ -31,7 +31,7 @@ from assay.cli.mix import mix_app
 from assay.cli.prepare import prepare_command
 from assay.cli.scaling import fit_command, plan_command
 from assay.cli.select import select_app
-from assay.cli.train import compare_command, sweep_command, train_command
+from assay.cli.train import compare_command, detect_command, sweep_command, train_command
 from assay.engine.settings import RunError
 from assay.pipeline import run_recipe, with_executor
 from assay.recipe import load_recipe
@@ -296,6 +296,7 @@ app.add_typer(select_app, name="select")
 app.add_typer(mix_app, name="mix")
 app.command("prepare")(prepare_command)
 app.command("train")(train_command)
+app.command("detect")(detect_command)
 app.command("compare")(compare_command)
 app.command("sweep")(sweep_command)
 app.command("fit")(fit_command)

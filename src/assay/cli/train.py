@@ -333,3 +333,79 @@ def sweep_command(
                           row["bpb"], row["lr"], row["seconds"])
     console.print(table)
     console.print(f"fit it: assay fit {csv_path}")
+
+
+@guarded
+def detect_command(
+    run: Annotated[Path, typer.Argument(help="an `assay train --out` run folder: the model to ask")],
+    texts: Annotated[Path, typer.Argument(help="JSONL of candidate texts, each with a membership label")],
+    label: Annotated[str, typer.Option(help="the field saying whether the model trained on the text "
+                                       "(true/false or 1/0)")] = "member",
+    text_field: Annotated[str, typer.Option(help="the field holding the text")] = "text",
+    k: Annotated[float, typer.Option(help="Min-K%'s share of least likely tokens (Shi et al.: 0.2)")] = 0.2,
+    device: Device = "cpu", threads: Threads = 1, as_json: AsJson = False,
+) -> None:
+    """Membership inference: how well the model's loss, Min-K% Prob (Shi et al. 2024) and
+    Min-K%++ (Zhang et al. 2024) tell texts it trained on from texts it did not, as the
+    area under the ROC curve (0.5: no better than chance; 1: every member scores above
+    every non-member).
+
+    Example: assay detect out/run candidates.jsonl --label member
+    """
+    import numpy as np
+    import torch
+
+    from assay.train.score import auc, document_scores, load_run
+    from assay.train.trainer import resolve_device
+
+    if not 0 < k <= 1:
+        raise fail(f"--k must be in (0, 1], not {k}")
+    texts_in, members = _labelled_texts(texts, text_field, label)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    where = resolve_device(device)
+    scores = document_scores(load_run(run, where), texts_in, k, where)
+    labels = np.asarray(members, dtype=bool)
+    higher_is_member = {"loss": -scores["loss"], "min_k": scores["min_k"],
+                        "min_k_plus_plus": scores["min_k_plus_plus"]}
+    result = {"run": str(run), "texts": str(texts), "members": int(labels.sum()),
+              "non_members": int((~labels).sum()), "k": k, "scores": {name: {"auc": auc(values, labels),
+                                        "members_mean": float(np.nanmean(scores[name][labels])),
+                                        "non_members_mean": float(np.nanmean(scores[name][~labels]))}
+                                 for name, values in higher_is_member.items()}}
+    if as_json:
+        _dump(result)
+        return
+    table = Table("score", "members mean", "non-members mean", "AUC",
+                  title=f"{result['members']:,} members, {result['non_members']:,} non-members; k = {k:g}")
+    for name, s in result["scores"].items():
+        table.add_row(name, f"{s['members_mean']:.4f}", f"{s['non_members_mean']:.4f}", f"{s['auc']:.3f}")
+    console.print(table)
+    console.print("AUC: the chance that a member scores as more likely seen than a non-member (loss: lower)")
+
+
+def _labelled_texts(path: Path, text_field: str, label: str) -> tuple[list[str], list[bool]]:
+    """Texts and membership labels of a JSONL file; a bad line is an error naming it."""
+    texts, members = [], []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise fail(f"{path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise fail(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            raise fail(f"{path}:{number}: no text in field {text_field!r}")
+        value = record.get(label)
+        if value not in (True, False, 0, 1):
+            raise fail(f"{path}:{number}: field {label!r} must be true/false or 1/0, not {value!r}")
+        texts.append(record[text_field])
+        members.append(bool(value))
+    if not any(members) or all(members):
+        raise fail(f"{path}: an AUC needs both members and non-members ({sum(members)} of {len(members)} "
+                   "are members)")
+    return texts, members

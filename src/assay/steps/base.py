@@ -340,6 +340,7 @@ STEP_MODULES: dict[str, str] = {
     "perplexity": "assay.steps.select.perplexity",
     "pii": "assay.steps.transforms.pii",
     "prox_refine": "assay.steps.llm.prox_refine",
+    "proxy_score": "assay.steps.select.proxy_score",
     "quality_classifier": "assay.steps.select.classifier",
     "sample": "assay.steps.select.sample",
     "semantic_dedup": "assay.steps.dedup.semantic",

@@ -126,7 +126,7 @@ def heldout_set(shards: Shards, context: int, max_documents: int | None = None,
     return EvalSet(inputs, targets, np.asarray(owner, dtype=np.int64), names, n_bytes, counts)
 
 
-def _batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+def length_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
     """Window numbers grouped by similar length, at most ``max_tokens`` padded tokens each."""
     order = np.argsort(-lengths, kind="stable")
     out, current, width = [], [], 0
@@ -152,7 +152,7 @@ def evaluate(model: torch.nn.Module, data: EvalSet, device: torch.device | str =
     tokens = np.zeros(len(data.names), dtype=np.int64)
     lengths = np.array([t.size for t in data.targets], dtype=np.int64)
     device = torch.device(device)
-    for rows in _batches(lengths, max_tokens):
+    for rows in length_batches(lengths, max_tokens):
         width = int(lengths[rows].max())
         x = np.zeros((rows.size, width), dtype=np.int64)
         y = np.full((rows.size, width), -100, dtype=np.int64)
