@@ -135,3 +135,16 @@ def test_train_command(tmp_path: Path, shards: Path) -> None:
     assert r.exit_code != 0 and "one of cosine" in r.output
     r = runner.invoke(app, ["train", str(tmp_path / "nothing"), *TINY])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_train_plots_the_held_out_loss_per_source_of_a_continuation(tmp_path: Path, shards: Path) -> None:
+    first, plot, tokens = tmp_path / "first", tmp_path / "sources.png", ["--tokens", "2560"]
+    assert runner.invoke(app, ["train", str(shards), *tokens, "--out", str(first), *TINY]).exit_code == 0
+    r = runner.invoke(app, ["train", str(shards), *tokens, "--init", str(first), "--eval-every", "4",
+                            "--plot", str(plot), *TINY])
+    assert r.exit_code == 0, r.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
+    r = runner.invoke(app, ["train", str(shards), *tokens, "--plot", str(tmp_path / "x.png"), *TINY])
+    assert r.exit_code == 2 and "--plot needs --eval-every" in r.output
+    r = runner.invoke(app, ["train", str(shards), "--init-optimizer", *TINY])
+    assert r.exit_code == 2 and "--init-optimizer needs --init" in r.output

@@ -153,6 +153,15 @@ def test_init_continues_from_another_runs_weights_with_a_new_schedule(
     assert continued["heldout"]["loss"] < scratch["heldout"]["loss"] - 0.05
     assert orjson.loads((tmp_path / "later" / "config.json").read_bytes())["config"]["init"] == str(
         tmp_path / "first")
+    # With --eval-every, the held-out loss is logged at step 0 too: where the weights it
+    # starts from stand (the first run's final held-out loss), before the stability gap.
+    first_result = orjson.loads((tmp_path / "first" / "result.json").read_bytes())
+    Trainer(replace(later, out=str(tmp_path / "watched"), eval_every=5)).train()
+    log = [orjson.loads(line) for line in (tmp_path / "watched" / "log.jsonl").read_bytes().splitlines()]
+    evals = [r for r in log if r["kind"] == "eval"]
+    assert evals[0]["step"] == 0
+    assert evals[0]["heldout"]["loss"] == pytest.approx(first_result["heldout"]["loss"])
+    assert [r["step"] for r in evals] == [0, 5, 10, 15, 20]  # every 5 steps though logging every 25
     # A checkpoint of another model, of another tokenizer, or none: refused before training.
     with pytest.raises(TrainError, match="holds another model"):
         Trainer(replace(later, model="2x64", out=None))

@@ -131,6 +131,9 @@ def train_command(
              "with this run's own optimizer and schedule")] = None,
     init_optimizer: Annotated[bool, typer.Option(
         help="with --init: also take its optimizer state (continue that run under a new schedule)")] = False,
+    plot: Annotated[Path | None, typer.Option(
+        help="PNG of the held-out loss per source over training (with --eval-every; needs the plot extra)")]
+    = None,
     as_json: AsJson = False,
 ) -> None:
     """Train a proxy GPT on prepared shards and score it on their held-out split.
@@ -151,6 +154,10 @@ def train_command(
         raise fail("--resume needs --out (the run folder holding checkpoint.safetensors)")
     if init_optimizer and init is None:
         raise fail("--init-optimizer needs --init (the run whose optimizer state to take)")
+    if plot is not None:
+        if not eval_every:
+            raise fail("--plot needs --eval-every N (the held-out losses it draws)")
+        check_file_output(plot)
     config = _config(str(shards), out=str(out) if out else None, model=model, context=context, tokens=tokens,
                      batch_tokens=batch_tokens, micro_batch_tokens=micro_batch_tokens, lr=lr,
                      schedule=schedule, warmup=warmup, decay=decay, decay_shape=decay_shape, mlp=mlp,
@@ -161,17 +168,27 @@ def train_command(
                      checkpoint_every=checkpoint_every, init=str(init) if init else None,
                      init_optimizer=init_optimizer)
 
+    records: list[dict[str, Any]] = []
+
     def work(bars: _Bars) -> tuple[Trainer, dict[str, Any]]:
-        trainer = Trainer(config, callback=lambda r: bars(shards.name, r))
+        trainer = Trainer(config, callback=lambda r: (records.append(r), bars(shards.name, r)))
         if resume:
             trainer.resume()
         return trainer, trainer.train()
 
     trainer, result = _run(work)
+    if plot is not None:
+        from assay.train.plots import plot_heldout_sources
+
+        if out is not None and (out / "log.jsonl").is_file():  # a resumed run's whole log
+            records = [orjson.loads(line) for line in (out / "log.jsonl").read_bytes().splitlines()]
+        plot_heldout_sources(records, plot, title=f"{shards}" + (f", from {init}" if init else ""))
     if as_json:
         _dump({**result, "plan": trainer.plan.to_dict()})
         return
     _print_run(trainer, result)
+    if plot is not None:
+        console.print(f"held-out loss per source: {inert(str(plot), one_line=True)}")
 
 
 def _print_run(trainer: Any, result: dict[str, Any]) -> None:
@@ -227,7 +244,8 @@ def compare_command(
 
     Example: assay compare out/shards-a out/shards-b --seeds 3 --tokens 200k
     """
-    from assay.train.compare import plot_curves, resolve_recipes, run_compare
+    from assay.train.compare import resolve_recipes, run_compare
+    from assay.train.plots import plot_curves
 
     if plot is not None:
         check_file_output(plot)

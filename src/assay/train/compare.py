@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from assay.io.ownership import WRITTEN_BY, claim_folder
+from assay.io.ownership import claim_folder
 from assay.io.writers import write_json
 from assay.prepare.layout import HELDOUT, MANIFEST, safe_name
 from assay.prepare.reader import Shards
@@ -248,35 +248,3 @@ def _metric_words(metric: str) -> tuple[str, str]:
     if metric == "bpb":
         return "held-out bits per byte", "bits/byte"
     return f"held-out bits per byte on {metric.removeprefix('bpb:')}", "bits/byte"
-
-
-def plot_curves(curves: dict[str, dict[int, list[dict[str, Any]]]], path: str | Path) -> Path:
-    """Training loss against tokens, mean over seeds, one line per recipe; held-out losses
-    as markers (needs ``pip install 'assay[plot]'``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, per_seed in curves.items():
-        train = [[(x["tokens"], x["loss"]) for x in recs if x["kind"] == "train"]
-                 for recs in per_seed.values()]
-        length = min(len(t) for t in train)
-        tokens = np.array([t[0] for t in train[0][:length]], dtype=np.float64)
-        loss = np.mean([[v for _, v in t[:length]] for t in train], axis=0)
-        (line,) = ax.plot(tokens, loss, label=f"{name} (train, mean of {len(train)} seeds)")
-        evals = [(x["tokens"], x["heldout"]["loss"]) for recs in per_seed.values() for x in recs
-                 if x["kind"] == "eval"]
-        if evals:
-            ax.scatter(*zip(*evals, strict=True), color=line.get_color(), marker="o", s=18,
-                       label=f"{name} (held-out)")
-    ax.set_xlabel("tokens")
-    ax.set_ylabel("loss (nats/token)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120, metadata={"Software": WRITTEN_BY})
-    plt.close(fig)
-    return path

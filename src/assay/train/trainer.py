@@ -358,6 +358,10 @@ class Trainer:
         schedule = {"schedule": cfg.schedule, "warmup": plan.warmup_steps, "decay": cfg.decay,
                     "min_ratio": plan.min_lr_ratio, "shape": cfg.decay_shape}
         last_eval: dict[str, Any] | None = None
+        if cfg.init and cfg.eval_every and self.step == 0:  # where the weights it starts from stand
+            start = self.evaluate()
+            if start is not None:
+                self._emit({"kind": "eval", "step": 0, "tokens": 0, "heldout": start})
         while self.step < end:
             step = self.step
             lr = plan.lr * lr_multiplier(step, plan.steps, **schedule)
@@ -388,7 +392,12 @@ class Trainer:
             window_steps += 1
             window_tokens += n_tokens
             final = self.step == plan.steps
-            if self.step % max(cfg.log_every, 1) == 0 or self.step == end:
+            evaluate_now = bool(cfg.eval_every and self.step % cfg.eval_every == 0) or final
+            save_now = self.out is not None and (
+                bool(cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == end)
+            # A log window also closes where an evaluation or a checkpoint falls, so that
+            # --eval-every and --checkpoint-every hold whatever --log-every is.
+            if self.step % max(cfg.log_every, 1) == 0 or self.step == end or evaluate_now or save_now:
                 seconds = time.perf_counter() - window_start
                 self.train_seconds += seconds
                 speed = window_tokens / seconds if seconds > 0 else math.nan
@@ -401,13 +410,12 @@ class Trainer:
                 loss_sum.zero_()
                 norm_sum.zero_()
                 window_steps, window_tokens = 0, 0
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or final:
+                if evaluate_now:
                     last_eval = self.evaluate()
                     if last_eval is not None:
                         self._emit({"kind": "eval", "step": self.step, "tokens": self.tokens,
                                     "heldout": last_eval})
-                if self.out is not None and ((cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
-                                             or self.step == end):
+                if save_now:
                     self.save()
                 window_start = time.perf_counter()
         return self._result(last_eval)
