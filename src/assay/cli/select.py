@@ -4,6 +4,8 @@
   or ``--labelled L --target FIELD`` for a regression on LLM scores (FineWeb-Edu)
 * ``assay select train-lm REFERENCE --out MODEL`` (perplexity)
 * ``assay select embed-target TARGET --out MODEL`` (embedding_similarity; extra ``embed``)
+* ``assay select preselect DOCS --family RUNS.csv --out MODEL`` (quality_classifier, from a
+  family of proxies: PreSelect)
 * ``assay select show MODEL``: what a model folder holds and how it was fitted
 
 ``dsir`` needs no separate fit: its step fits the target and raw distributions in the run
@@ -138,6 +140,72 @@ def embed_target_command(
     texts = _texts(target, text_field)
     save_target(str(out), embed_target(texts), target)
     console.print(f"embedded {len(texts):,} target texts → {out}")
+
+
+@select_app.command("preselect")
+@guarded
+def preselect_command(
+    documents: Annotated[list[str], typer.Argument(help="documents to rate: JSONL/Parquet, assay outputs")],
+    family: Annotated[Path, typer.Option(help="the proxies and their target scores: a CSV of run,score, or "
+                                         "the runs.csv of `assay mix search`")],
+    out: Annotated[Path, typer.Option(help="model folder to write (for the quality_classifier step)")],
+    higher_is_better: Annotated[bool, typer.Option(help="scores are accuracies (default: losses, lower is "
+                                                   "better)")] = False,
+    share: Annotated[float, typer.Option(help="share of the rated documents taken as positives (highest "
+                                         "strength) and as negatives (lowest)")] = 0.1,
+    max_documents: Annotated[int, typer.Option(help="rate at most the first N documents")] = 20_000,
+    text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
+    ngrams: Annotated[int, typer.Option(help="word n-grams up to this order")] = 2,
+    buckets: Annotated[int, typer.Option(help="hash buckets")] = 2**20,
+    seed: Annotated[int, typer.Option(help="seed of the classifier's held-out split")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
+    threads: Annotated[int, typer.Option(help="PyTorch threads")] = 1,
+) -> None:
+    """PreSelect (Shum et al. 2025): rate each document by how well a family of proxies'
+    bits per byte on it rank the proxies as their target scores do (predictive strength),
+    and train the quality classifier on the documents of highest strength against those of
+    lowest; the quality_classifier step then selects with it.
+
+    Example: assay select preselect out/dedup --family out/mix/runs.csv --out models/preselect
+    """
+    import numpy as np
+    import torch
+
+    from assay.steps.select.preselect import (
+        family_summary,
+        predictive_strength,
+        read_family,
+        split_by_strength,
+    )
+    from assay.train.score import document_scores, load_run
+    from assay.train.trainer import resolve_device
+
+    if not 0 < share < 0.5:
+        raise fail(f"--share must be in (0, 0.5), not {share}")
+    models = read_family(family)
+    check_folder(str(out), "model", [*documents, str(family)])
+    texts = _texts(documents, text_field)[:max_documents]
+    if len(texts) < 10:
+        raise fail(f"{', '.join(documents)}: {len(texts)} document(s); PreSelect needs at least 10 to rate")
+    torch.set_num_threads(threads)
+    where = resolve_device(device)
+    bpb = np.column_stack([document_scores(load_run(run, where), texts, 0.2, where)["bpb"]
+                           for run, _ in models])
+    strength = predictive_strength(bpb, np.array([score for _, score in models]), higher_is_better)
+    positives, negatives = split_by_strength(strength, share)
+    model = train_classifier([texts[i] for i in positives], [texts[i] for i in negatives], ngrams=ngrams,
+                             num_buckets=buckets, seed=seed)
+    summary = family_summary(models, strength)
+    model.info["sources"] = {"documents": documents, "family": str(family)}
+    model.info["preselect"] = {**summary, "share": share, "higher_is_better": higher_is_better,
+                               "runs": [{"run": run, "score": score} for run, score in models]}
+    model.save(str(out))
+    console.print(f"predictive strength of {summary['scored']:,} documents under {len(models)} proxies: "
+                  f"mean {summary['strength_mean']:.3f} (10th percentile {summary['strength_p10']:.3f}, "
+                  f"90th {summary['strength_p90']:.3f})")
+    held_out = model.info.get("held_out")
+    console.print(f"trained on {len(positives):,} documents of highest strength against {len(negatives):,} "
+                  f"of lowest → {out}" + (f"; held-out AUC {held_out['auc']}" if held_out else ""))
 
 
 @select_app.command("show")
