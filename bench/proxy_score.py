@@ -16,7 +16,7 @@ byte-level BPE trained on them (``--vocab`` ids). For each model shape (``--mode
   included; the ``proxy_score`` step's work per batch).
 
 Prints docs/s and tokens/s (medians), CPU seconds, and the ratios to ``bare`` with the load
-average. usage: python bench/proxy_score.py [--documents 300] [--reps 3] [--threads 1]
+average. usage: python bench/proxy_score.py [--documents 150] [--reps 3] [--threads 1]
 [--models 2x64 4x128] [--vocab 2048] [--context 256]
 env: BENCH_HOME (default ~/.cache/assay-bench)
 """
@@ -102,7 +102,7 @@ def bench_model(shape: str, args: argparse.Namespace, texts: list[str], document
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--documents", type=int, default=300)
+    parser.add_argument("--documents", type=int, default=150)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=["2x64", "4x128"])

@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -20,7 +21,7 @@ from assay.prepare.reader import Shards
 from assay.prepare.recipe import parse_prepare_recipe
 from assay.steps import step_class
 from assay.train.evaluate import evaluate, heldout_set
-from assay.train.score import auc, document_scores, load_run, min_k
+from assay.train.score import auc, document_scores, load_run, min_k, position_scores
 from assay.train.trainer import TrainConfig, Trainer, TrainError
 
 from .conftest import write_curated
@@ -33,6 +34,19 @@ def test_min_k_is_the_mean_of_the_least_likely_share() -> None:
     assert min_k(values, 0.4) == -4.5 and min_k(values, 1.0) == -3.0
     assert min_k(values, 0.01) == -5.0  # at least one token
     assert math.isnan(min_k(np.zeros(0), 0.2))
+
+
+def test_position_scores_equal_the_definitions() -> None:
+    torch.manual_seed(0)
+    logits, targets = torch.randn(300, 50) * 4, torch.randint(0, 50, (300,))
+    seen, z = position_scores(logits, targets, chunk_values=50 * 64)  # five chunks of rows
+    lp = torch.log_softmax(logits.double(), dim=-1)
+    p = lp.exp()
+    mu = (p * lp).sum(-1)
+    sigma = ((p * (lp - mu[:, None]) ** 2).sum(-1)).sqrt()
+    expected = lp.gather(-1, targets[:, None]).squeeze(-1)
+    assert torch.allclose(seen.double(), expected, atol=1e-5)
+    assert torch.allclose(z.double(), (expected - mu) / sigma, atol=1e-4)
 
 
 def test_auc_is_the_rank_statistic() -> None:

@@ -39,6 +39,8 @@ from assay.train.model import GPT, GPTConfig
 # A batch's logits are at most this many rows of the vocabulary (256 MiB of float32 logits
 # at a vocabulary of 1,024, 1.3 GiB at GPT-2's 50,257: the log-softmax keeps one more copy).
 MAX_LOGIT_VALUES = 1 << 26
+# Min-K%++'s statistics are taken this many logits at a time (1 MiB of float32: in cache).
+CHUNK_VALUES = 1 << 18
 
 
 @dataclass
@@ -106,14 +108,10 @@ def token_scores(run: ProxyRun, documents: Sequence[np.ndarray], device: str | t
             y = np.zeros((rows.size, width), dtype=np.int64)
             for r, i in enumerate(rows.tolist()):
                 x[r, : lengths[i]], y[r, : lengths[i]] = windows[i]
-            logits = run.model(torch.from_numpy(x).to(device)).float()
-            lp = torch.log_softmax(logits, dim=-1)
-            p = lp.exp()
-            mu = (p * lp).sum(-1)
-            sigma = ((p * lp * lp).sum(-1) - mu * mu).clamp_min(1e-12).sqrt()
-            seen = lp.gather(-1, torch.from_numpy(y).to(device).unsqueeze(-1)).squeeze(-1)
-            z = ((seen - mu) / sigma).double().cpu().numpy()
-            seen_np = seen.double().cpu().numpy()
+            logits = run.model(torch.from_numpy(x).to(device))
+            seen, z = position_scores(logits.flatten(0, 1), torch.from_numpy(y).to(device).flatten())
+            seen_np = seen.view(y.shape).double().cpu().numpy()
+            z = z.view(y.shape).double().cpu().numpy()
             for r, i in enumerate(rows.tolist()):
                 log_probs[i] = seen_np[r, : lengths[i]]
                 standardised[i] = z[r, : lengths[i]]
@@ -125,6 +123,33 @@ def token_scores(run: ProxyRun, documents: Sequence[np.ndarray], device: str | t
         out.append(TokenScores(np.concatenate([log_probs[w] for w in ws]) if ws else np.zeros(0),
                                np.concatenate([standardised[w] for w in ws]) if ws else np.zeros(0)))
     return out
+
+
+def position_scores(logits: torch.Tensor, targets: torch.Tensor,
+                    chunk_values: int = CHUNK_VALUES) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of ``logits`` (positions x vocabulary): the log-probability of its target,
+    and that log-probability standardised by the mean and deviation of the log-probabilities
+    under the row's own distribution (Min-K%++). Computed on the shifted logits ``s = l -
+    max l``: ``log p = s - log Z`` and the deviation of ``log p`` is that of ``s`` (a shift
+    changes no deviation), so ``E[log p] = E_p[s] - log Z`` and ``Var[log p] = E_p[s^2] -
+    E_p[s]^2``; rows are taken a cache-sized chunk at a time, where these few passes are
+    cheap next to the forward."""
+    rows = max(1, chunk_values // max(logits.shape[-1], 1))
+    seen_all, z_all = [], []
+    for start in range(0, logits.shape[0], rows):
+        shifted = logits[start: start + rows].float()
+        shifted = shifted - shifted.amax(dim=-1, keepdim=True)
+        weights = shifted.exp()
+        total = weights.sum(-1)
+        log_total = total.log()
+        weighted = weights * shifted
+        mean = weighted.sum(-1) / total
+        square = (weighted * shifted).sum(-1) / total
+        sigma = (square - mean * mean).clamp_min(1e-12).sqrt()
+        seen = shifted.gather(-1, targets[start: start + rows].unsqueeze(-1)).squeeze(-1) - log_total
+        seen_all.append(seen)
+        z_all.append((seen - (mean - log_total)) / sigma)
+    return torch.cat(seen_all), torch.cat(z_all)
 
 
 def min_k(values: np.ndarray, k: float) -> float:
