@@ -6,6 +6,8 @@
 * ``assay select embed-target TARGET --out MODEL`` (embedding_similarity; extra ``embed``)
 * ``assay select preselect DOCS --family RUNS.csv --out MODEL`` (quality_classifier, from a
   family of proxies: PreSelect)
+* ``assay select s2l DOCS --run RUN --budget N --out OUT`` (S2L: balanced across clusters of
+  loss trajectories)
 * ``assay select show MODEL``: what a model folder holds and how it was fitted
 
 ``dsir`` needs no separate fit: its step fits the target and raw distributions in the run
@@ -206,6 +208,64 @@ def preselect_command(
     held_out = model.info.get("held_out")
     console.print(f"trained on {len(positives):,} documents of highest strength against {len(negatives):,} "
                   f"of lowest → {out}" + (f"; held-out AUC {held_out['auc']}" if held_out else ""))
+
+
+@select_app.command("s2l")
+@guarded
+def s2l_command(
+    documents: Annotated[list[str], typer.Argument(help="documents to select from: JSONL/Parquet, outputs")],
+    run: Annotated[Path, typer.Option(help="an `assay train --save-every N` run: its kept weights give the "
+                                      "loss trajectories")],
+    budget: Annotated[int, typer.Option(help="documents to select")],
+    out: Annotated[Path, typer.Option(help="output folder: data/ with the selected documents")],
+    clusters: Annotated[int, typer.Option(help="k-means clusters of the trajectories")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the clustering and the draws")] = 0,
+    text_field: Annotated[str, typer.Option(help="field holding the text")] = "text",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
+    threads: Annotated[int, typer.Option(help="PyTorch threads")] = 1,
+) -> None:
+    """S2L (Yang et al. 2024): each document's loss under every set of weights a small proxy
+    kept while training is its trajectory; trajectories are clustered (k-means) and the
+    budget is drawn evenly across the clusters, so rare kinds of document are kept too. The
+    output's data/ is a curated output that `assay prepare` and `assay run` read.
+
+    Example: assay select s2l out/dedup --run out/proxy --budget 500 --out out/s2l
+    """
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from assay.io.ownership import claim_folder
+    from assay.io.writers import write_json, write_table
+    from assay.steps.select.s2l import balanced_sample, cluster_trajectories
+    from assay.steps.select.sources import read_documents
+    from assay.train.score import document_scores, load_run
+    from assay.train.trainer import resolve_device, saved_checkpoints
+
+    points = saved_checkpoints(run)
+    if len(points) < 2:
+        raise fail(f"{run}: {len(points)} kept set(s) of weights; a trajectory needs at least 2 "
+                   "(train it with --out and --save-every N)")
+    table = read_documents(ExampleSet.of(documents, text_field))
+    texts = table.column("text").to_pylist()
+    torch.set_num_threads(threads)
+    where = resolve_device(device)
+    with claim_folder(str(out), "selection", inputs=[*documents, str(run)]):
+        trajectories = np.column_stack([document_scores(load_run(run, where, weights=point), texts, 0.2,
+                                                        where)["loss"] for point in points])
+        labels = cluster_trajectories(trajectories, clusters, seed)
+        chosen = balanced_sample(labels, budget, seed)
+        write_table(table.take(pa.array(chosen)), str(out / "data" / "part-00000-00000.parquet"))
+        sizes = np.bincount(labels, minlength=clusters)
+        taken = np.bincount(labels[chosen], minlength=clusters)
+        write_json(str(out / "s2l.json"), {
+            "written_by": "assay", "method": "s2l", "run": str(run), "checkpoints": [p.name for p in points],
+            "documents": len(texts), "budget": budget, "selected": int(chosen.size), "seed": seed,
+            "clusters": [{"cluster": c, "documents": int(sizes[c]), "selected": int(taken[c])}
+                         for c in range(clusters)]})
+    sizes_text = ", ".join(map(str, sorted(sizes.tolist())))
+    console.print(f"{len(texts):,} documents, trajectories over {len(points)} kept weights, {clusters} "
+                  f"clusters (sizes {sizes_text}) → {chosen.size:,} selected in {out}/data")
 
 
 @select_app.command("show")

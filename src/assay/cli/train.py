@@ -125,6 +125,8 @@ def train_command(
     = None,
     log_every: LogEvery = 10,
     checkpoint_every: Annotated[int, typer.Option(help="checkpoint every N steps (0: at the end)")] = 0,
+    save_every: Annotated[int, typer.Option(help="keep the weights every N steps in OUT/checkpoints (for "
+                                            "loss trajectories: assay select s2l)")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.safetensors")] = False,
     init: Annotated[Path | None, typer.Option(
         help="start from this run's weights (its folder or checkpoint): continual pre-training, "
@@ -154,6 +156,8 @@ def train_command(
         raise fail("--resume needs --out (the run folder holding checkpoint.safetensors)")
     if init_optimizer and init is None:
         raise fail("--init-optimizer needs --init (the run whose optimizer state to take)")
+    if save_every and out is None:
+        raise fail("--save-every needs --out (the run folder that keeps them)")
     if plot is not None:
         if not eval_every:
             raise fail("--plot needs --eval-every N (the held-out losses it draws)")
@@ -165,7 +169,8 @@ def train_command(
                      compile=compile_model, device=device, threads=threads, eval_every=eval_every,
                      eval_documents=eval_documents, eval_shards=str(eval_shards) if eval_shards else None,
                      cloze=str(cloze) if cloze else None, log_every=log_every,
-                     checkpoint_every=checkpoint_every, init=str(init) if init else None,
+                     checkpoint_every=checkpoint_every, save_every=save_every,
+                     init=str(init) if init else None,
                      init_optimizer=init_optimizer)
 
     records: list[dict[str, Any]] = []

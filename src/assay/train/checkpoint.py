@@ -30,12 +30,13 @@ FORMAT = "assay-checkpoint-1"
 FILE = "checkpoint.safetensors"
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     meta: dict[str, Any]) -> Path:
-    """Write model, optimizer state and ``meta`` (JSON-serialisable) to ``path`` atomically."""
+    """Write model, optimizer state (unless None: the weights alone) and ``meta``
+    (JSON-serialisable) to ``path`` atomically."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    state = optimizer.state_dict()["state"]
+    state = optimizer.state_dict()["state"] if optimizer is not None else {}
     for i, entry in state.items():
         for key, value in entry.items():
             tensors[f"optim.{i}.{key}"] = (value if torch.is_tensor(value)

@@ -17,8 +17,8 @@ DecayShape = Literal["linear", "cosine", "sqrt"]
 Mlp = Literal["gelu", "swiglu"]
 Positions = Literal["rope", "learned"]
 # Fields that may differ between a run and its resumption (they do not change the result).
-RESUME_FREE = ("out", "threads", "log_every", "checkpoint_every", "eval_every", "eval_documents",
-               "eval_shards", "cloze", "compile", "device")
+RESUME_FREE = ("out", "threads", "log_every", "checkpoint_every", "save_every", "eval_every",
+               "eval_documents", "eval_shards", "cloze", "compile", "device")
 
 
 class TrainError(AssayError, ValueError):
@@ -63,6 +63,7 @@ class TrainConfig:
     cloze: str | None = None
     log_every: int = 10
     checkpoint_every: int = 0
+    save_every: int = 0  # keep the weights every N steps (OUT/checkpoints/step-N), e.g. for S2L
     init: str | None = None  # continual pre-training: start from this run's (or file's) weights
     init_optimizer: bool = False  # and from its optimizer state (a continuation, e.g. WSD's decay)
 
@@ -74,7 +75,8 @@ class TrainConfig:
                     "log_every": self.log_every}
         at_least_zero = {"warmup": self.warmup, "decay": self.decay, "min_lr_ratio": self.min_lr_ratio,
                          "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
-                         "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every}
+                         "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every,
+                         "save_every": self.save_every}
         unit = {"beta1": self.beta1, "beta2": self.beta2, "min_lr_ratio": self.min_lr_ratio}
         for name, value in positive.items():
             if value is not None and not (math.isfinite(value) and value > 0):

@@ -58,9 +58,10 @@ class ProxyRun:
         return self.model.config.context
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> ProxyRun:
-    """The proxy of the run folder ``path`` (its ``config.json``, its checkpoint and the
-    tokenizer of the shards it names)."""
+def load_run(path: str | Path, device: str | torch.device = "cpu",
+             weights: str | Path | None = None) -> ProxyRun:
+    """The proxy of the run folder ``path`` (its ``config.json``, its checkpoint, or the
+    ``weights`` file of another point of the run, and the tokenizer of the shards it names)."""
     folder = Path(path)
     try:
         config = orjson.loads((folder / "config.json").read_bytes())
@@ -71,9 +72,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> ProxyRun:
     except (OSError, ValueError, KeyError) as exc:
         raise TrainError(f"{folder}: not an assay train run ({exc})") from None
     model = GPT(GPTConfig(**shape)).to(device)
-    file = folder / checkpoint.FILE
+    file = Path(weights) if weights is not None else folder / checkpoint.FILE
     if not file.is_file():
-        raise TrainError(f"{folder}: no {checkpoint.FILE} (the run did not save one)")
+        raise TrainError(f"{folder}: no {file.name} (the run did not save it)")
     checkpoint.load_checkpoint(file, model)
     model.eval()
     return ProxyRun(folder, model, shards.encoder, shards.eos_id)

@@ -395,9 +395,11 @@ class Trainer:
             evaluate_now = bool(cfg.eval_every and self.step % cfg.eval_every == 0) or final
             save_now = self.out is not None and (
                 bool(cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == end)
+            keep_now = self.out is not None and bool(cfg.save_every and self.step % cfg.save_every == 0)
             # A log window also closes where an evaluation or a checkpoint falls, so that
-            # --eval-every and --checkpoint-every hold whatever --log-every is.
-            if self.step % max(cfg.log_every, 1) == 0 or self.step == end or evaluate_now or save_now:
+            # --eval-every, --checkpoint-every and --save-every hold whatever --log-every is.
+            boundary = evaluate_now or save_now or keep_now
+            if self.step % max(cfg.log_every, 1) == 0 or self.step == end or boundary:
                 seconds = time.perf_counter() - window_start
                 self.train_seconds += seconds
                 speed = window_tokens / seconds if seconds > 0 else math.nan
@@ -415,6 +417,9 @@ class Trainer:
                     if last_eval is not None:
                         self._emit({"kind": "eval", "step": self.step, "tokens": self.tokens,
                                     "heldout": last_eval})
+                if keep_now:  # the weights alone, kept: a trajectory's points
+                    checkpoint.save_checkpoint(saved_checkpoint(self.out, self.step), self.model, None,
+                                               self._meta())
                 if save_now:
                     self.save()
                 window_start = time.perf_counter()
@@ -430,6 +435,16 @@ class Trainer:
         if self.out is not None and result["finished"]:
             write_json(str(self.out / "result.json"), result)
         return result
+
+
+def saved_checkpoint(out: Path, step: int) -> Path:
+    """Where ``--save-every`` keeps the weights of ``step``."""
+    return Path(out) / "checkpoints" / f"step-{step:08d}.safetensors"
+
+
+def saved_checkpoints(out: str | Path) -> list[Path]:
+    """The weights a run kept with ``--save-every``, by step."""
+    return sorted((Path(out) / "checkpoints").glob("step-*.safetensors"))
 
 
 def train(config: TrainConfig, *, resume: bool = False, callback: Callback | None = None) -> dict[str, Any]:

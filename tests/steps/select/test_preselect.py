@@ -4,27 +4,19 @@ depends on one source, the classifier trained on it finds that source."""
 
 from __future__ import annotations
 
-import gzip
 import math
 from pathlib import Path
 
 import numpy as np
-import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from assay.cli import app
-from assay.documents import CORE_SCHEMA
 from assay.mix.search import load_mix_spec, run_search
 from assay.steps.select.classifier import QualityClassifier
 from assay.steps.select.model_files import read_manifest
 from assay.steps.select.preselect import PreselectError, predictive_strength, read_family, split_by_strength
-
-ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "data" / "sample" / "sample_text.jsonl.gz"
-LIMITS = {"fortunes": 80, "python3.11-doc": 40, "udhr2 (nltk_data)": 24}
 
 
 def test_strength_is_the_share_of_pairs_ranked_as_the_scores() -> None:
@@ -56,55 +48,37 @@ def test_a_family_is_read_from_either_csv(tmp_path: Path) -> None:
         read_family(tmp_path / "two.csv")
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    docs, seen = [], dict.fromkeys(LIMITS, 0)
-    with gzip.open(SAMPLE) as f:
-        for line in f:
-            d = orjson.loads(line)
-            if d["source"] in LIMITS and seen[d["source"]] < LIMITS[d["source"]]:
-                seen[d["source"]] += 1
-                docs.append(d)
-    folder = tmp_path_factory.mktemp("curated")
-    (folder / "data").mkdir()
-    pq.write_table(pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs],
-                             "source": [d["source"] for d in docs], "url": [None] * len(docs),
-                             "metadata": [None] * len(docs)}, schema=CORE_SCHEMA),
-                   folder / "data" / "part-00000-00000.parquet")
-    return folder
-
-
-def test_preselect_finds_the_source_the_target_depends_on(tmp_path: Path, sample: Path) -> None:
-    # A family of 8 proxies on mixtures of the three sources; the target is the held-out loss
+def test_preselect_finds_the_source_the_target_depends_on(tmp_path: Path, three_sources: Path) -> None:
+    # A family of 6 proxies on mixtures of the three sources; the target is the held-out loss
     # on the python documentation, so a proxy is better the more python it saw.
     spec = tmp_path / "family.yaml"
     spec.write_text(f"""
 name: family
 output: "{tmp_path / 'family'}"
 domains:
-  fortunes: {{path: "{sample}", select: [fortunes]}}
-  python: {{path: "{sample}", select: [python3.11-doc]}}
-  udhr: {{path: "{sample}", select: ["udhr2 (nltk_data)"]}}
+  fortunes: {{path: "{three_sources}", select: [fortunes]}}
+  python: {{path: "{three_sources}", select: [python3.11-doc]}}
+  udhr: {{path: "{three_sources}", select: ["udhr2 (nltk_data)"]}}
 tokenizer: {{train: {{vocab_size: 512}}}}
 heldout: {{fraction: 0.1, max_documents: 4}}
 target: {{domains: [python]}}
-proxy: {{model: 2x32, tokens: 16384, context: 32, batch_tokens: 256, lr: 0.01}}
-mixtures: 8
+proxy: {{model: 2x32, tokens: 8192, context: 32, batch_tokens: 256, lr: 0.01}}
+mixtures: 6
 max_epochs: 16
 """)
     runs = run_search(load_mix_spec(spec))
     model = tmp_path / "preselect"
-    parquet = str(sample / "data" / "part-00000-00000.parquet")
+    parquet = str(three_sources / "data" / "part-00000-00000.parquet")
     done = CliRunner().invoke(app, ["select", "preselect", parquet, "--family", str(runs),
                                     "--out", str(model), "--share", "0.2"])
     assert done.exit_code == 0, done.output
-    table = pq.read_table(sample / "data")
+    table = pq.read_table(three_sources / "data")
     texts, sources = table.column("text").to_pylist(), table.column("source").to_pylist()
-    assert f"predictive strength of {len(texts)} documents under 8 proxies" in done.output
+    assert f"predictive strength of {len(texts)} documents under 6 proxies" in done.output
     scores = QualityClassifier.load(str(model)).score(texts)
     top = np.argsort(-scores, kind="stable")[: len(texts) // 5]
     python = np.array([s == "python3.11-doc" for s in sources])
     # Random selection keeps python's share; the classifier's top fifth holds far more of it.
     assert python[top].mean() > 2 * python.mean()
     record = read_manifest(str(model))
-    assert record["kind"] == "quality_classifier" and record["preselect"]["models"] == 8
+    assert record["kind"] == "quality_classifier" and record["preselect"]["models"] == 6

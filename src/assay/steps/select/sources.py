@@ -11,7 +11,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import fsspec
+import pyarrow as pa
 
+from assay.documents import CORE_SCHEMA
 from assay.io.chunks import FieldMap
 from assay.io.files import InputError, InputFile, resolve_inputs
 from assay.io.readers import decode_chunk, plan_chunks
@@ -59,6 +61,13 @@ def iter_texts(examples: ExampleSet, files: Sequence[InputFile] | None = None) -
     for chunk in plan_chunks(list(files) if files is not None else examples.files(), CHUNK_BYTES):
         table, _bad = decode_chunk(chunk, fields)
         yield table.column("text").to_pylist()
+
+
+def read_documents(examples: ExampleSet) -> pa.Table:
+    """Every document of an example set, in order, as core-schema rows."""
+    fields = FieldMap(text=examples.text_field)
+    tables = [decode_chunk(chunk, fields)[0] for chunk in plan_chunks(examples.files(), CHUNK_BYTES)]
+    return pa.concat_tables(tables) if tables else CORE_SCHEMA.empty_table()
 
 
 def read_texts(examples: ExampleSet) -> list[str]:
