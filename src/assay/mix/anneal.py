@@ -34,6 +34,7 @@ from assay.mix.search import (
     check_identity,
     prepare_base,
     prepare_recipe,
+    proxy_row,
     run_jobs,
     spec_identity,
     spec_inputs,
@@ -156,11 +157,7 @@ def _arm_job(spec: MixSpec, out: Path, tokenizer: Any, tokens: int,
     result, target = train_proxy(spec, out, shards, out / FOLDER / "runs" / f"{arm}-s{seed}", seed,
                                  tokens=tokens, lr=lr, batch_tokens=batch_tokens,
                                  init=str(out / FOLDER / "runs" / f"base-s{seed}"), **ANNEAL_SCHEDULE)
-    sources = result["heldout"]["sources"]
-    return {"arm": arm, "seed": seed, **{WEIGHT + d: f"{w:.6f}" for d, w in weights.items()},
-            **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in weights if d in sources},
-            "target": f"{target:.6f}", "tokens": result["tokens"],
-            "seconds": f"{result['train_seconds']:.1f}"}
+    return {"arm": arm, "seed": seed, **proxy_row(weights, result, target)}
 
 
 def read_anneal(path: Path) -> list[dict[str, str]]:

@@ -359,9 +359,15 @@ def _train_proxy_job(spec: MixSpec, out: Path, tokenizer: TokenizerSpec,
     if not (folder / "manifest.json").exists():  # an unfinished one (killed) is done again
         prepare(prepare_recipe(spec, folder, tokenizer, mixture), overwrite=folder.exists())
     result, target = train_proxy(spec, out, folder, out / "runs" / f"{k}-s{seed}", seed)
+    return {"mixture": k, "seed": seed, **proxy_row(mixture, result, target)}
+
+
+def proxy_row(weights: dict[str, float], result: dict[str, Any], target: float) -> dict[str, Any]:
+    """A trained proxy's columns of a runs table: its weights, held-out loss per domain, the
+    target loss, its tokens and training seconds."""
     sources = result["heldout"]["sources"]
-    return {"mixture": k, "seed": seed, **{WEIGHT + d: f"{w:.6f}" for d, w in mixture.items()},
-            **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in mixture if d in sources},
+    return {**{WEIGHT + d: f"{w:.6f}" for d, w in weights.items()},
+            **{LOSS + d: f"{sources[d]['loss']:.6f}" for d in weights if d in sources},
             "target": f"{target:.6f}", "tokens": result["tokens"],
             "seconds": f"{result['train_seconds']:.1f}"}
 

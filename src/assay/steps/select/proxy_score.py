@@ -73,10 +73,13 @@ class ProxyScore(DocumentStep):
         self._runs = [load_run(run, self._device) for run in self.params.runs]
 
     def compute(self, texts: list[str]) -> StepOutput:
+        import numpy as np
+
         from assay.train.score import document_scores
 
         per_run = [document_scores(run, texts, self.params.k, self._device) for run in self._runs]
-        return StepOutput({name: [[scores[name][i].item() for scores in per_run] for i in range(len(texts))]
+        # One row per text, one column per run: each text's list.
+        return StepOutput({name: np.column_stack([scores[name] for scores in per_run]).tolist()
                            for name in self.signal_types})
 
     def identity(self) -> dict[str, Any]:
